@@ -1,0 +1,92 @@
+"""The contract every model meets, built-in or user-written.
+
+A subclass sets ``provider`` and ``model_id`` (class or instance attributes), inherits a
+model-type mixin for ``model_type``, and implements ``__call__(**kwargs)``. Nothing here
+relies on ``BaseModel.__init__`` having run, so subclasses may define their own
+``__init__`` without calling ``super().__init__()``, or none at all::
+
+    class Echo(BaseModel, ChatCompletionModel):
+        provider = "mock"
+        model_id = "echo"
+
+        def __call__(self, **kwargs):
+            r = ModelResponse(); r.set_response_type("text_generation")
+            r.add(kwargs["messages"]); return r
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any, ClassVar
+
+__all__ = ["BaseModel"]
+
+
+class BaseModel:
+    """Base class of every model. See the module docstring for the contract."""
+
+    msgflux_type: ClassVar[str] = "model"
+    provider: str
+    model_id: str
+    model_type: str
+
+    supports_timeout: ClassVar[bool] = False
+    """True when ``_call_once``/``_acall_once`` accept ``timeout=`` and enforce it themselves."""
+
+    def _initialize(self) -> None:
+        """Rebuild runtime state after ``from_serialized``; optional."""
+
+    def __call__(self, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement __call__")
+
+    async def acall(self, **kwargs: Any) -> Any:
+        """Async call. The default runs ``__call__`` in a worker thread (never blocks the loop)."""
+        return await asyncio.to_thread(self.__call__, **kwargs)
+
+    def _call_once(self, **kwargs: Any) -> Any:
+        """Exactly one attempt, no retries of the model's own (what a gateway calls)."""
+        return self(**kwargs)
+
+    async def _acall_once(self, **kwargs: Any) -> Any:
+        """Async form of :meth:`_call_once`."""
+        return await self.acall(**kwargs)
+
+    def get_model_info(self) -> dict[str, str]:
+        return {"model_id": self.model_id, "provider": self.provider}
+
+    def instance_type(self) -> dict[str, str]:
+        return {"model_type": self.model_type}
+
+    def _serialize_state(self) -> dict[str, Any]:
+        """The ``state`` part of :meth:`serialize`; providers override it. Never holds secrets."""
+        state: dict[str, Any] = {"model_id": getattr(self, "model_id", None)}
+        for name in ("sampling_params", "sampling_run_params"):
+            value = getattr(self, name, None)
+            if isinstance(value, dict):
+                state[name] = copy.deepcopy(value)
+        return state
+
+    def serialize(self) -> dict[str, Any]:
+        return {
+            "msgflux_type": "model",
+            "provider": self.provider,
+            "model_type": self.model_type,
+            "state": self._serialize_state(),
+        }
+
+    @classmethod
+    def from_serialized(cls, state: dict[str, Any]) -> BaseModel:
+        """Rebuild a model of this class from the ``state`` that :meth:`serialize` produced."""
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict, got {type(state).__name__}")
+        obj = cls.__new__(cls)
+        for key, value in state.items():
+            setattr(obj, key, copy.deepcopy(value))
+        obj._initialize()
+        return obj
+
+    def __repr__(self) -> str:
+        provider = getattr(self, "provider", "?")
+        model_id = getattr(self, "model_id", "?")
+        return f"{type(self).__name__}(provider={provider!r}, model_id={model_id!r})"

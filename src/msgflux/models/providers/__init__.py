@@ -1,0 +1,1 @@
+"""Built-in providers; importing this package registers them."""
