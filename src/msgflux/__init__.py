@@ -7,9 +7,12 @@
 ... ])
 """
 
+import logging
+
 from msgflux._time import Clock, ManualClock
 from msgflux.envs import set_envs
 from msgflux.models.base import BaseModel
+from msgflux.models.gateway import ModelGateway
 from msgflux.models.model import Model
 from msgflux.models.response import ModelResponse, ModelStreamResponse
 
@@ -18,7 +21,11 @@ __all__ = [
     "Clock",
     "ManualClock",
     "Model",
+    "ModelGateway",
     "ModelResponse",
     "ModelStreamResponse",
     "set_envs",
 ]
+
+# A library must not configure logging; applications attach their own handlers.
+logging.getLogger("msgflux").addHandler(logging.NullHandler())

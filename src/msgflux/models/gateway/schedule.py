@@ -1,0 +1,85 @@
+"""Time windows during which a deployment must not be used ("blackouts").
+
+A window ``("23:00", "07:00")`` covers every minute from 23:00 to 07:00 inclusive; windows
+whose end is before their start cross midnight. Minutes are compared in the deployment's
+time zone (UTC unless told otherwise), so DST shifts move the window with local time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+__all__ = ["Window", "in_blackout", "parse_timezone", "parse_windows"]
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+Window = tuple[int, int]
+"""(start minute, end minute) of the day, both inclusive."""
+
+
+def _minute(text: str, where: str) -> int:
+    match = _HHMM.match(text)
+    if match is None:
+        raise ValueError(
+            f"Invalid format in time_constraints: {where}: {text!r} is not a time in 'HH:MM' "
+            "format (00:00 to 23:59)"
+        )
+    return int(match.group(1)) * 60 + int(match.group(2))
+
+
+def parse_windows(value: Any, model_name: str) -> tuple[Window, ...]:
+    """Validate ``[("HH:MM", "HH:MM"), ...]`` and return the windows as minutes of the day."""
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(
+            f"time_constraints for {model_name!r} must be a list of (start, end) 'HH:MM' "
+            f"pairs, got {type(value).__name__}"
+        )
+    windows = []
+    for i, pair in enumerate(value, 1):
+        where = f"{model_name!r} range #{i}"
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise TypeError(
+                f"time_constraints {where} must be a (start, end) pair of 'HH:MM' strings, "
+                f"got {pair!r}"
+            )
+        start, end = pair
+        if not isinstance(start, str) or not isinstance(end, str):
+            raise TypeError(f"time_constraints {where} must hold 'HH:MM' strings, got {pair!r}")
+        windows.append((_minute(start, where), _minute(end, where)))
+    return tuple(windows)
+
+
+def parse_timezone(value: Any, field: str = "timezone") -> ZoneInfo | None:
+    """``None`` (UTC) or an IANA zone name such as ``"Europe/Berlin"``."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(
+            f"{field} must be an IANA time zone name like 'Europe/Berlin', got {value!r}"
+        )
+    try:
+        return ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{field} {value!r} is not a known IANA time zone (e.g. 'UTC', 'Europe/Berlin')"
+        ) from None
+
+
+def in_blackout(windows: Sequence[Window], now: datetime, tz: ZoneInfo | None) -> bool:
+    """True when ``now`` (aware) falls inside any window, in time zone ``tz`` (UTC if None)."""
+    local = now.astimezone(tz) if tz is not None else now.astimezone(_UTC)
+    minute = local.hour * 60 + local.minute
+    for start, end in windows:
+        if start <= end:
+            if start <= minute <= end:
+                return True
+        elif minute >= start or minute <= end:
+            return True
+    return False
+
+
+_UTC = ZoneInfo("UTC")
