@@ -362,6 +362,8 @@ class ModelGateway:
             outer.set_source(streamer(call, kwargs, result, outer))
             result = outer
         _stamp(call, result)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("gateway attempt: %s", call.attempts[-1].describe())
         if self._on_success:
             last = call.attempts[-1]
             self._emit(
