@@ -1,20 +1,21 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev
+EXTRAS ?= dev,local,redis
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck pytest bench clean redis
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
 
-# Reinstall only when pyproject.toml changes.
-$(VENV)/.stamp-$(EXTRAS): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+# Reinstall only when pyproject.toml changes; one stamp per set of extras.
+$(VENV)/.stamp-%: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[$*]"
 	touch $@
 
-run: $(VENV)/.stamp-$(EXTRAS)
+# The demo needs only the [local] extra (the first install compiles llama.cpp, ~5 min).
+run: $(VENV)/.stamp-local
 	$(BIN)/msgflux demo "Who was Frank Rosenblatt?"
 
 lint: $(VENV)/.stamp-$(EXTRAS)
@@ -24,7 +25,11 @@ lint: $(VENV)/.stamp-$(EXTRAS)
 typecheck: $(VENV)/.stamp-$(EXTRAS)
 	$(BIN)/mypy --strict src
 
-pytest: $(VENV)/.stamp-$(EXTRAS)
+# The @pytest.mark.redis tests start a real redis-server (Debian's package) on a free port.
+redis:
+	command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
+
+pytest: $(VENV)/.stamp-$(EXTRAS) redis
 	$(BIN)/pytest
 
 test: lint typecheck pytest

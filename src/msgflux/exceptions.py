@@ -214,6 +214,9 @@ class Attempt:
     retry_at: float | None = None
     """For a skip: when the deployment is expected to be usable again (epoch seconds)."""
     hedge: bool = False
+    """The attempt was a hedge: started in parallel because an earlier one was slow."""
+    cancelled: bool = False
+    """The attempt was called but cancelled because a parallel attempt answered first."""
 
     def describe(self) -> str:
         who = f"{self.model_name} ({self.provider}/{self.model_id})"
@@ -221,7 +224,10 @@ class Attempt:
             extra = f", usable again at {self.retry_at:.3f}" if self.retry_at is not None else ""
             return f"{who}: skipped, {self.skipped}{extra}"
         exc = self.exception
-        what = "ok" if exc is None else f"{type(exc).__name__}: {exc}"
+        if self.cancelled:
+            what = "cancelled, a parallel attempt answered first"
+        else:
+            what = "ok" if exc is None else f"{type(exc).__name__}: {exc}"
         hedge = " [hedge]" if self.hedge else ""
         return f"{who} attempt {self.attempt}{hedge}: {what} ({self.duration * 1000:.1f} ms)"
 
@@ -238,6 +244,7 @@ class Attempt:
             "skipped": self.skipped,
             "retry_at": self.retry_at,
             "hedge": self.hedge,
+            "cancelled": self.cancelled,
         }
 
 

@@ -8,7 +8,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from msgflux.models.base import BaseModel
+from msgflux.models.gateway.breaker import Breaker
 from msgflux.models.gateway.schedule import Window, parse_timezone, parse_windows
+from msgflux.models.gateway.state import Policy
+from msgflux.models.gateway.stats import DeploymentStats
 from msgflux.retry import RetryPolicy
 
 __all__ = ["DEPLOYMENT_KEYS", "Deployment", "parse_deployments", "validate_timeout"]
@@ -21,6 +24,11 @@ DEPLOYMENT_KEYS = (
     "timezone",
     "max_retries",
     "timeout",
+    "breaker",
+    "weight",
+    "rpm",
+    "tpm",
+    "max_concurrency",
 )
 
 
@@ -41,6 +49,16 @@ class Deployment:
     """Per-attempt timeout (the deployment's override, else the gateway's)."""
     raw: dict[str, Any] = dataclasses.field(default_factory=dict)
     """The user's dict without ``model``, for serialization."""
+    policy: Policy = None  # type: ignore[assignment]
+    """Identity, breaker settings and limits: what the state store applies."""
+    weight: float = 1.0
+    """Share of first picks under ``strategy="weighted"``."""
+    stats: DeploymentStats = dataclasses.field(default_factory=DeploymentStats)
+    """Live, process-local counters and latency (read by strategies and hedging)."""
+
+    def __post_init__(self) -> None:
+        if self.policy is None:
+            object.__setattr__(self, "policy", Policy(self.name, self.provider, self.model_id))
 
 
 def validate_timeout(value: Any, field: str) -> float | None:
@@ -51,6 +69,32 @@ def validate_timeout(value: Any, field: str) -> float | None:
     if value <= 0:
         raise ValueError(f"{field} must be a number of seconds > 0 or None, got {value!r}")
     return float(value)
+
+
+def _limit(value: Any, field: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{field} must be an int >= 1 or None, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{field} must be an int >= 1 or None, got {value!r}")
+    return value
+
+
+def _weight(value: Any, field: str) -> float:
+    if value is None:
+        return 1.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{field} must be a number >= 0, got {value!r}")
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{field} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _breaker(value: Any, default: Breaker | None, field: str) -> Breaker | None:
+    if value is True:
+        return default or Breaker()
+    return Breaker.coerce(value, field)
 
 
 def _model(name: str, value: Any) -> BaseModel:
@@ -78,6 +122,8 @@ def parse_deployments(
     default_timezone: ZoneInfo | None,
     default_retry: RetryPolicy,
     default_timeout: float | None,
+    default_breaker: Breaker | None = None,
+    stats_window: float = 300.0,
     extra_keys: Sequence[str] = (),
 ) -> list[Deployment]:
     """Validate the deployment list with the error types msgflux documents."""
@@ -114,18 +160,39 @@ def parse_deployments(
             retry = dataclasses.replace(default_retry, max_retries=spec["max_retries"])
         timeout = validate_timeout(spec.get("timeout"), f"timeout of deployment {name!r}")
         raw = {k: v for k, v in spec.items() if k != "model"}
+        if "breaker" in spec:
+            breaker = _breaker(spec["breaker"], default_breaker, f"breaker of deployment {name!r}")
+            raw["breaker"] = breaker.as_dict() if breaker is not None else False
+        else:
+            breaker = default_breaker
+        provider, model_id = str(model.provider), str(model.model_id)
+        policy = Policy(
+            name,
+            provider,
+            model_id,
+            breaker=breaker,
+            rpm=_limit(spec.get("rpm"), f"rpm of deployment {name!r}"),
+            tpm=_limit(spec.get("tpm"), f"tpm of deployment {name!r}"),
+            max_concurrency=_limit(
+                spec.get("max_concurrency"), f"max_concurrency of deployment {name!r}"
+            ),
+            lease=max(600.0, timeout or default_timeout or 0.0),
+        )
         out.append(
             Deployment(
                 index=i,
                 name=name,
                 model=model,
-                provider=str(model.provider),
-                model_id=str(model.model_id),
+                provider=provider,
+                model_id=model_id,
                 windows=windows,
                 timezone=tz or default_timezone,
                 retry=retry,
                 timeout=default_timeout if timeout is None else timeout,
                 raw=raw,
+                policy=policy,
+                weight=_weight(spec.get("weight"), f"weight of deployment {name!r}"),
+                stats=DeploymentStats(window=stats_window),
             )
         )
     types = {d.model.model_type for d in out}

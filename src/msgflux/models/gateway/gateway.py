@@ -1,4 +1,11 @@
-"""``ModelGateway``: one object in front of several deployments of the same model type."""
+"""``ModelGateway``: one object in front of several deployments of the same model type.
+
+The two drivers (``__call__`` and ``acall``) are short loops: ask the engine for the next
+step, ask the state store to admit a deployment for it (breakers, limits), make the attempt,
+settle its outcome in the store and tell the engine. Everything between those calls lives in
+helpers both drivers share; the hedged race is one coroutine that the sync driver runs on a
+private event-loop thread, so that losers can really be cancelled (connections closed).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +15,10 @@ import dataclasses
 import importlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+import weakref
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from msgflux._time import Clock, as_clock
 from msgflux.exceptions import (
@@ -20,9 +28,27 @@ from msgflux.exceptions import (
     StreamInterruptedError,
 )
 from msgflux.models.base import BaseModel
+from msgflux.models.gateway.breaker import Breaker, counts_as_failure
 from msgflux.models.gateway.deployment import Deployment, parse_deployments, validate_timeout
 from msgflux.models.gateway.engine import RAISE, CallConfig, CallState, Step, as_predicate
+from msgflux.models.gateway.hedge import Hedge
 from msgflux.models.gateway.schedule import in_blackout, parse_timezone
+from msgflux.models.gateway.state import (
+    FAILURE,
+    FIRST,
+    IGNORED,
+    SUCCESS,
+    Admission,
+    Policy,
+    StateStore,
+    resolve_store,
+)
+from msgflux.models.gateway.strategy import (
+    STRATEGIES,
+    Strategy,
+    apply_ranking,
+    resolve_strategy,
+)
 from msgflux.models.response import Metadata, ModelResponse, ModelStreamResponse
 from msgflux.retry import RetryPolicy, RetryState, retry_if_transient, stop_never
 from msgflux.retry import wait_exponential_jitter as _jitter
@@ -33,6 +59,16 @@ logger = logging.getLogger("msgflux.gateway")
 
 Hook = Callable[["GatewayEvent"], Any]
 _MID_STREAM = ("raise", "continue")
+_WHEN_ALL_OPEN = ("fail", "probe")
+T = TypeVar("T")
+
+Settlement = tuple[Policy, Admission, int, float, int, float, float]
+"""Arguments of ``StateStore.settle``: policy, admission, outcome, now, tokens, retry_after,
+duration. Helpers build it; each driver hands it to the sync or async store method."""
+
+_CANCELLED: Any = object()
+_SNAPSHOT_RENAMES = {"consecutive_failures": "breaker_consecutive_failures"}
+"""The store's count (shared, reset when the breaker opens) next to this process's own."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,9 +156,26 @@ class ModelGateway:
         on_fallback: Hook | Sequence[Hook] | None = None,
         on_success: Hook | Sequence[Hook] | None = None,
         on_failure: Hook | Sequence[Hook] | None = None,
+        breaker: Breaker | dict[str, Any] | bool | None = True,
+        state: StateStore | str | None = None,
+        strategy: Any = "ordered",
+        hedge: Hedge | float | str | dict[str, Any] | None = None,
+        when_all_open: str = "fail",
+        stats_window: float = 300.0,
     ) -> None:
         if mid_stream not in _MID_STREAM:
             raise ValueError(f"mid_stream must be one of {_MID_STREAM}, got {mid_stream!r}")
+        if when_all_open not in _WHEN_ALL_OPEN:
+            raise ValueError(
+                f"when_all_open must be one of {_WHEN_ALL_OPEN}, got {when_all_open!r}"
+            )
+        if (
+            isinstance(stats_window, bool)
+            or not isinstance(stats_window, (int, float))
+            or not stats_window > 0
+        ):
+            raise ValueError(f"stats_window must be a number of seconds > 0, got {stats_window!r}")
+        default_breaker = Breaker.coerce(breaker, "breaker")
         for name, value in (
             ("backoff_base", backoff_base),
             ("backoff_cap", backoff_cap),
@@ -142,6 +195,11 @@ class ModelGateway:
             "mid_stream": mid_stream,
             "fallback_on": fallback_on,
             "raise_on": raise_on,
+            "breaker": _breaker_option(breaker, default_breaker),
+            "strategy": _strategy_option(strategy),
+            "hedge": None,
+            "when_all_open": when_all_open,
+            "stats_window": stats_window,
         }
         self._retry = RetryPolicy(
             max_retries=max_retries,
@@ -168,11 +226,24 @@ class ModelGateway:
             default_timezone=parse_timezone(timezone),
             default_retry=self._retry,
             default_timeout=self._timeout,
+            default_breaker=default_breaker,
+            stats_window=float(stats_window),
         )
         self._by_name = {d.name: d for d in self._deployments}
         self._scheduled = any(d.windows for d in self._deployments)
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
+        self._policies = [d.policy for d in self._deployments]
+        self._tracked = any(p.active for p in self._policies)
+        self._owns_store = isinstance(state, str)
+        self._store: StateStore = resolve_store(state)
+        self._store.register(self._policies)
+        self._ranking, self._strategy_name = resolve_strategy(strategy, self._clock)
+        self._hedge = Hedge.coerce(hedge)
+        if self._hedge is not None:
+            self._options["hedge"] = self._hedge.as_dict()
+        self._when_all_open = when_all_open == "probe"
+        self._loop_thread: _LoopThread | None = None
         if len(self._deployments) < 2:
             logger.warning(
                 "ModelGateway has only %d deployment: fallback cannot help when it fails",
@@ -200,7 +271,9 @@ class ModelGateway:
 
     # -- planning ----------------------------------------------------------------------------
     def _plan(self, model_preference: str | None) -> CallState:
-        deployments: list[Deployment] = self._deployments
+        """The call's ranked deployments: preference first, then the strategy's order."""
+        deployments: Sequence[Deployment] = self._deployments
+        preferred: Deployment | None = None
         if model_preference is not None:
             preferred = (
                 self._by_name.get(model_preference) if isinstance(model_preference, str) else None
@@ -210,13 +283,20 @@ class ModelGateway:
                     f"model_preference {model_preference!r} names no deployment; "
                     f"valid model names: {', '.join(self.model_names)}"
                 )
-            deployments = [preferred, *(d for d in deployments if d is not preferred)]
+            deployments = [d for d in deployments if d is not preferred]
         if self._scheduled:
             now = self._clock.now()
             deployments = [d for d in deployments if not in_blackout(d.windows, now, d.timezone)]
-            if not deployments:
+            if preferred is not None and in_blackout(preferred.windows, now, preferred.timezone):
+                preferred = None
+            if not deployments and preferred is None:
                 raise ModelRouterError([], [], "No model available due to time constraints")
-        return CallState(self._cfg, deployments, self._clock.perf())
+        if self._ranking is not None and len(deployments) > 1:
+            deployments = apply_ranking(self._ranking, deployments)
+        if preferred is not None:
+            deployments = [preferred, *deployments]
+        policies = self._policies if deployments is self._deployments else None
+        return CallState(self._cfg, deployments, self._clock.perf(), policies)
 
     # -- sync driver -------------------------------------------------------------------------
     def __call__(self, *, model_preference: str | None = None, **kwargs: Any) -> Any:
@@ -227,23 +307,40 @@ class ModelGateway:
 
     def _drive(self, call: CallState, kwargs: dict[str, Any], step: Step) -> Any:
         clock = self._clock
+        store = self._store if self._tracked else None
         while True:
             if step.kind == RAISE:
                 raise self._fail(call, step)
-            dep = step.deployment
-            assert dep is not None
             if step.delay:
                 clock.sleep(step.delay)
-            if self._on_attempt:
-                self._emit(self._on_attempt, "attempt", dep, step.number)
-            wall, began = clock.time(), clock.perf()
+            if store is not None:
+                adm = store.admit(call.candidates(step), clock.time(), self._probe(call))
+                step = self._admitted(call, step, adm)
+                if step.kind == RAISE:
+                    continue
+            delay = self._hedge_delay(call, step, kwargs)
+            if delay is not None:
+                won, value = self._loop().run(self._race(call, kwargs, step, delay))
+                if won:
+                    return self._loop().bridge(value)
+                step = value
+                continue
+            dep = step.deployment
+            assert dep is not None
+            began, wall = self._begin(step)
             try:
                 result = self._invoke(dep, kwargs, step.timeout)
             except Exception as exc:
-                step = call.failed(exc, began, clock.perf(), wall)
-                self._observe(call, step)
+                step, done = self._failed(call, step, exc, began, wall)
+                if done is not None:
+                    self._settle(done)
                 continue
-            call.succeeded(began, clock.perf(), wall)
+            except BaseException:
+                self._settle(self._abandoned(step, began))
+                raise
+            done = self._answered(call, step, result, began, wall)
+            if done is not None:
+                self._settle(done)
             return result
 
     def _invoke(self, dep: Deployment, kwargs: dict[str, Any], timeout: float | None) -> Any:
@@ -271,22 +368,27 @@ class ModelGateway:
         self, call: CallState, kwargs: dict[str, Any], inner: Any, outer: ModelStreamResponse
     ) -> Iterator[Any]:
         parts: list[str] = []
-        while True:
-            began, wall = self._clock.perf(), self._clock.time()
-            try:
-                for chunk in inner:
-                    if isinstance(chunk, str):
-                        parts.append(chunk)
-                    yield chunk
-            except Exception as exc:
-                step = self._resume(call, exc, parts, began, wall)
+        try:
+            while True:
+                began, wall = self._clock.perf(), self._clock.time()
                 try:
-                    inner = self._drive(call, self._prefilled(kwargs, parts), step)
-                except ModelRouterError as err:
-                    raise _broken(call, parts, err, "no deployment could continue it") from err
-                continue
-            _close_stream(call, inner, outer)
-            return
+                    for chunk in inner:
+                        if isinstance(chunk, str):
+                            parts.append(chunk)
+                        yield chunk
+                except Exception as exc:
+                    self._settle(self._stream_ended(call, exc, inner))
+                    step = self._resume(call, exc, parts, began, wall)
+                    try:
+                        inner = self._drive(call, self._prefilled(kwargs, parts), step)
+                    except ModelRouterError as err:
+                        raise _broken(call, parts, err, "no deployment could continue it") from err
+                    continue
+                _close_stream(call, inner, outer)
+                self._settle(self._stream_ended(call, None, inner))
+                return
+        finally:
+            self._settle(self._stream_ended(call, _CANCELLED, inner))
 
     # -- async driver ------------------------------------------------------------------------
     async def acall(self, *, model_preference: str | None = None, **kwargs: Any) -> Any:
@@ -297,23 +399,40 @@ class ModelGateway:
 
     async def _adrive(self, call: CallState, kwargs: dict[str, Any], step: Step) -> Any:
         clock = self._clock
+        store = self._store if self._tracked else None
         while True:
             if step.kind == RAISE:
                 raise self._fail(call, step)
-            dep = step.deployment
-            assert dep is not None
             if step.delay:
                 await clock.asleep(step.delay)
-            if self._on_attempt:
-                self._emit(self._on_attempt, "attempt", dep, step.number)
-            wall, began = clock.time(), clock.perf()
+            if store is not None:
+                adm = await store.aadmit(call.candidates(step), clock.time(), self._probe(call))
+                step = self._admitted(call, step, adm)
+                if step.kind == RAISE:
+                    continue
+            delay = self._hedge_delay(call, step, kwargs)
+            if delay is not None:
+                won, value = await self._race(call, kwargs, step, delay)
+                if won:
+                    return value
+                step = value
+                continue
+            dep = step.deployment
+            assert dep is not None
+            began, wall = self._begin(step)
             try:
                 result = await self._ainvoke(dep, kwargs, step.timeout)
             except Exception as exc:
-                step = call.failed(exc, began, clock.perf(), wall)
-                self._observe(call, step)
+                step, done = self._failed(call, step, exc, began, wall)
+                if done is not None:
+                    await self._asettle(done)
                 continue
-            call.succeeded(began, clock.perf(), wall)
+            except BaseException:
+                await self._asettle(self._abandoned(step, began))
+                raise
+            done = self._answered(call, step, result, began, wall)
+            if done is not None:
+                await self._asettle(done)
             return result
 
     async def _ainvoke(self, dep: Deployment, kwargs: dict[str, Any], timeout: float | None) -> Any:
@@ -331,24 +450,307 @@ class ModelGateway:
         self, call: CallState, kwargs: dict[str, Any], inner: Any, outer: ModelStreamResponse
     ) -> AsyncIterator[Any]:
         parts: list[str] = []
-        while True:
-            began, wall = self._clock.perf(), self._clock.time()
-            try:
-                async for chunk in inner.consume():
-                    if isinstance(chunk, str):
-                        parts.append(chunk)
-                    yield chunk
-            except Exception as exc:
-                step = self._resume(call, exc, parts, began, wall)
+        try:
+            while True:
+                began, wall = self._clock.perf(), self._clock.time()
                 try:
-                    inner = await self._adrive(call, self._prefilled(kwargs, parts), step)
-                except ModelRouterError as err:
-                    raise _broken(call, parts, err, "no deployment could continue it") from err
-                continue
-            _close_stream(call, inner, outer)
+                    async for chunk in inner.consume():
+                        if isinstance(chunk, str):
+                            parts.append(chunk)
+                        yield chunk
+                except Exception as exc:
+                    await self._asettle(self._stream_ended(call, exc, inner))
+                    step = self._resume(call, exc, parts, began, wall)
+                    try:
+                        inner = await self._adrive(call, self._prefilled(kwargs, parts), step)
+                    except ModelRouterError as err:
+                        raise _broken(call, parts, err, "no deployment could continue it") from err
+                    continue
+                _close_stream(call, inner, outer)
+                await self._asettle(self._stream_ended(call, None, inner))
+                return
+        finally:
+            await self._asettle(self._stream_ended(call, _CANCELLED, inner))
+
+    # -- the hedged race (both drivers) -------------------------------------------------------
+    async def _race(
+        self, call: CallState, kwargs: dict[str, Any], step: Step, delay: float
+    ) -> tuple[bool, Any]:
+        """Run ``step``, racing further deployments against it every ``delay`` seconds.
+
+        Returns ``(True, result)`` for the first success (the others cancelled and settled as
+        IGNORED), or ``(False, next_step)`` once every attempt has failed.
+        """
+        assert self._hedge is not None
+        flights: dict[asyncio.Future[Any], tuple[Step, float, float]] = {}
+
+        def launch(s: Step) -> None:
+            assert s.deployment is not None
+            began, wall = self._begin(s)
+            task = asyncio.ensure_future(self._ainvoke(s.deployment, kwargs, s.timeout))
+            flights[task] = (s, began, wall)
+
+        launch(step)
+        hedges = self._hedge.max_hedges
+        try:
+            while True:
+                done, _ = await asyncio.wait(
+                    flights,
+                    timeout=delay if hedges > 0 else None,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if not done:
+                    hedges -= 1
+                    hedge = await self._admit_hedge(call)
+                    if hedge is None:
+                        hedges = 0
+                    else:
+                        launch(hedge)
+                    continue
+                winner: tuple[asyncio.Future[Any], Step, float, float] | None = None
+                failures: list[tuple[asyncio.Future[Any], Step, float, float]] = []
+                for task in done:
+                    s, began, wall = flights.pop(task)
+                    if task.exception() is not None:
+                        failures.append((task, s, began, wall))
+                    elif winner is None:
+                        winner = (task, s, began, wall)
+                    else:
+                        flights[task] = (s, began, wall)  # a tie: discarded like the losers
+                next_step: Step | None = None
+                for i, (task, s, began, wall) in enumerate(failures):
+                    exc = task.exception()
+                    assert exc is not None
+                    racing = winner is not None or bool(flights) or i < len(failures) - 1
+                    failed, settled = self._failed(call, s, exc, began, wall, racing)
+                    await self._asettle(settled)
+                    if failed is not None and (next_step is None or next_step.kind != RAISE):
+                        next_step = failed  # a RAISE (raise_on) sticks
+                if winner is not None:
+                    task, s, began, wall = winner
+                    await self._cancel(call, flights, began)
+                    result = task.result()
+                    await self._asettle(self._answered(call, s, result, began, wall))
+                    return True, result
+                if next_step is not None:
+                    await self._cancel(call, flights, None)
+                    return False, next_step
+        except BaseException:
+            await self._cancel(call, flights, None)
+            raise
+
+    async def _admit_hedge(self, call: CallState) -> Step | None:
+        clock = self._clock
+        step = call.hedge(clock.perf())
+        if step is None:
+            return None
+        if not self._tracked:
+            step.ticket = FIRST
+            return step
+        adm = await self._store.aadmit(call.candidates(step), clock.time())
+        mark = len(call.attempts)
+        hedge = call.hedge_admitted(adm, step, clock.perf(), clock.time())
+        self._noted_skips(call, mark)
+        return hedge
+
+    async def _cancel(
+        self,
+        call: CallState,
+        flights: dict[asyncio.Future[Any], tuple[Step, float, float]],
+        winner_began: float | None,
+    ) -> None:
+        """Cancel the losers, wait until they are gone (connections closed), settle them.
+
+        ``winner_began`` is when the winning attempt started (None: nobody won)."""
+        if not flights:
             return
+        for task in flights:
+            task.cancel()
+        await asyncio.wait(flights)
+        clock = self._clock
+        now, wall_now = clock.perf(), clock.time()
+        for task, (s, began, wall) in flights.items():
+            if not task.cancelled() and task.exception() is None:
+                await _aclose_result(task.result())
+            dep = s.deployment
+            assert dep is not None
+            # An attempt that began before the winner was slower than it: its elapsed time is
+            # a lower bound of its latency, kept so the tail stays visible to "p95" hedging.
+            slower = winner_began is not None and began < winner_began
+            dep.stats.abandoned(now - began if slower else None, now)
+            call.cancelled(s, began, now, wall)
+            if dep.policy.active and s.ticket is not None:
+                await self._asettle((dep.policy, s.ticket, IGNORED, wall_now, 0, 0.0, now - began))
+        flights.clear()
 
     # -- shared by both drivers --------------------------------------------------------------
+    def _probe(self, call: CallState) -> bool:
+        """``when_all_open="probe"`` applies to a call's first admission only."""
+        return self._when_all_open and not call.attempts
+
+    def _admitted(self, call: CallState, step: Step, adm: Admission) -> Step:
+        """Hand the store's answer to the engine; note the skips it reports."""
+        if adm is FIRST:
+            step.ticket = adm
+            return step
+        mark = len(call.attempts)
+        new = call.admitted(adm, step, self._clock.perf(), self._clock.time())
+        if len(call.attempts) > mark:
+            self._noted_skips(call, mark)
+            if new.kind != RAISE and new.fallback_from is not None:
+                self._observe(call, new, quiet=True)
+        return new
+
+    def _noted_skips(self, call: CallState, mark: int) -> None:
+        for a in call.attempts[mark:]:
+            if a.skipped is not None:
+                self._by_name[a.model_name].stats.skipped(a.skipped)
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("gateway skip: %s", a.describe())
+
+    def _hedge_delay(self, call: CallState, step: Step, kwargs: dict[str, Any]) -> float | None:
+        """Seconds before racing another deployment against ``step``, or None (no hedge)."""
+        hedge = self._hedge
+        if hedge is None or step.pos + 1 >= len(call.deployments):
+            return None
+        dep = step.deployment
+        assert dep is not None
+        return hedge.delay_for(dep, bool(kwargs.get("stream")), self._clock.perf())
+
+    def _begin(self, step: Step) -> tuple[float, float]:
+        """Count the attempt as started; returns its (perf, wall) start times."""
+        dep = step.deployment
+        assert dep is not None
+        dep.stats.started(step.hedge)
+        if self._on_attempt:
+            self._emit(self._on_attempt, "attempt", dep, step.number)
+        return self._clock.perf(), self._clock.time()
+
+    def _failed(
+        self,
+        call: CallState,
+        step: Step,
+        exc: BaseException,
+        began: float,
+        wall: float,
+        racing: bool = False,
+    ) -> tuple[Any, Settlement | None]:
+        """An attempt raised: stats, engine, and what to settle in the store."""
+        clock = self._clock
+        now = clock.perf()
+        dep = step.deployment
+        assert dep is not None
+        wall_now = clock.time()
+        dep.stats.failed(exc, wall_now)
+        policy = dep.policy
+        settled: Settlement | None = None
+        if policy.active and step.ticket is not None:
+            cfg = policy.breaker
+            raise_on = self._cfg.raise_on
+            counted = (
+                cfg is not None
+                and counts_as_failure(cfg, exc)
+                and not (raise_on is not None and raise_on(exc))
+            )
+            retry_after = getattr(exc, "retry_after", None)
+            if not isinstance(retry_after, (int, float)):
+                retry_after = 0.0
+            settled = (
+                policy,
+                step.ticket,
+                FAILURE if counted else IGNORED,
+                wall_now,
+                0,
+                float(retry_after),
+                now - began,
+            )
+        next_step = call.failed(exc, began, now, wall, step, racing)
+        if next_step is not None:
+            self._observe(call, next_step)
+        elif logger.isEnabledFor(logging.DEBUG):
+            logger.debug("gateway attempt: %s", call.attempts[-1].describe())
+        return next_step, settled
+
+    def _answered(
+        self, call: CallState, step: Step, result: Any, began: float, wall: float
+    ) -> Settlement | None:
+        """An attempt answered (a stream: produced its first chunk)."""
+        clock = self._clock
+        now = clock.perf()
+        dep = step.deployment
+        assert dep is not None
+        call.succeeded(began, now, wall, step=step)
+        if isinstance(result, ModelStreamResponse):
+            dep.stats.first_chunk(now - began, now)
+            call.lease = (dep, step.ticket, began)
+            return None
+        dep.stats.answered(now - began, now, step.hedge)
+        policy = dep.policy
+        if not policy.active or step.ticket is None:
+            return None
+        tokens = _tokens(result) if policy.tpm is not None else 0
+        return (policy, step.ticket, SUCCESS, clock.time(), tokens, 0.0, now - began)
+
+    def _abandoned(self, step: Step, began: float) -> Settlement | None:
+        """The caller went away mid-attempt (cancelled, interrupted)."""
+        dep = step.deployment
+        assert dep is not None
+        dep.stats.abandoned()
+        if not dep.policy.active or step.ticket is None:
+            return None
+        clock = self._clock
+        return (dep.policy, step.ticket, IGNORED, clock.time(), 0, 0.0, clock.perf() - began)
+
+    def _stream_ended(self, call: CallState, how: Any, inner: Any) -> Settlement | None:
+        """A committed stream finished (``how`` None), broke (an exception) or was abandoned
+        by its reader (``_CANCELLED``): release what its admission took. Idempotent."""
+        lease = call.lease
+        if lease is None:
+            return None
+        call.lease = None
+        dep, ticket, began = lease
+        clock = self._clock
+        now = clock.perf()
+        policy = dep.policy
+        if how is None:
+            dep.stats.answered(now - began, now, call.attempts[-1].hedge)
+            outcome = SUCCESS
+        elif how is _CANCELLED:
+            dep.stats.abandoned()
+            outcome = IGNORED
+        else:
+            dep.stats.interrupted(how, clock.time())
+            cfg = policy.breaker
+            outcome = FAILURE if cfg is not None and counts_as_failure(cfg, how) else IGNORED
+        if not policy.active or ticket is None:
+            return None
+        tokens = 0
+        if how is None and policy.tpm is not None:
+            tokens = _tokens(inner)
+        return (policy, ticket, outcome, clock.time(), tokens, 0.0, now - began)
+
+    def _settle(self, settled: Settlement | None) -> None:
+        if settled is None:
+            return
+        policy, adm, outcome, now, tokens, retry_after, duration = settled
+        try:
+            self._store.settle(
+                policy, adm, outcome, now, tokens=tokens, retry_after=retry_after, duration=duration
+            )
+        except Exception:
+            logger.exception("state store failed to settle a call to %r", policy.name)
+
+    async def _asettle(self, settled: Settlement | None) -> None:
+        if settled is None:
+            return
+        policy, adm, outcome, now, tokens, retry_after, duration = settled
+        try:
+            await self._store.asettle(
+                policy, adm, outcome, now, tokens=tokens, retry_after=retry_after, duration=duration
+            )
+        except Exception:
+            logger.exception("state store failed to settle a call to %r", policy.name)
+
     def _finish(
         self,
         call: CallState,
@@ -360,6 +762,9 @@ class ModelGateway:
             outer = ModelStreamResponse()
             outer.response_type = result.response_type
             outer.set_source(streamer(call, kwargs, result, outer))
+            # A stream nobody reads never runs its generator's cleanup; release its
+            # admission (concurrency lease, probe slot) when it is garbage-collected.
+            weakref.finalize(outer, self._release_unread, call)
             result = outer
         _stamp(call, result)
         if logger.isEnabledFor(logging.DEBUG):
@@ -387,25 +792,36 @@ class ModelGateway:
         self._observe(call, step)
         return step
 
+    def _release_unread(self, call: CallState) -> None:
+        self._settle(self._stream_ended(call, _CANCELLED, None))
+
     @staticmethod
     def _prefilled(kwargs: dict[str, Any], parts: list[str]) -> dict[str, Any]:
         return {**kwargs, "prefilling": (kwargs.get("prefilling") or "") + "".join(parts)}
 
-    def _observe(self, call: CallState, step: Step) -> None:
-        """Log and notify after a failure or skip, given the engine's next step."""
+    def _observe(self, call: CallState, step: Step, quiet: bool = False) -> None:
+        """Log and notify after a failure or skip, given the engine's next step.
+
+        ``quiet``: the move comes from skips (a known-open breaker, a limit), which is routine
+        and logged at DEBUG; a WARNING on every call that skips a dead deployment would be noise.
+        """
         last = call.attempts[-1]
-        if logger.isEnabledFor(logging.DEBUG):
+        if not quiet and logger.isEnabledFor(logging.DEBUG):
             logger.debug("gateway attempt: %s", last.describe())
         if step.kind == RAISE or step.fallback_from is None:
             return
         dep = step.deployment
         assert dep is not None
-        logger.warning(
-            "falling back from %r to %r after %s",
-            last.model_name,
-            dep.name,
-            last.skipped or type(last.exception).__name__,
-        )
+        if quiet:
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("skipping %r for %r (%s)", last.model_name, dep.name, last.skipped)
+        else:
+            logger.warning(
+                "falling back from %r to %r after %s",
+                last.model_name,
+                dep.name,
+                last.skipped or type(last.exception).__name__,
+            )
         if self._on_fallback:
             self._emit(
                 self._on_fallback,
@@ -470,6 +886,9 @@ class ModelGateway:
             "backoff_cap": 8.0,
             "retry_after_cap": 30.0,
             "mid_stream": "raise",
+            "strategy": "ordered",
+            "when_all_open": "fail",
+            "stats_window": 300.0,
         }
         for key, value in self._options.items():
             if value is None or defaults.get(key) == value:
@@ -506,6 +925,238 @@ class ModelGateway:
     def __getstate__(self) -> dict[str, Any]:
         raise TypeError("ModelGateway is not picklable; use serialize()/from_serialized()")
 
+    # -- live stats and health -----------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Per deployment: calls, successes, failures by error class, in flight, skips,
+        latency and time-to-first-chunk percentiles (seconds, recent window), last error,
+        breaker state and reopen time, limit usage. Plain JSON-serializable data.
+
+        Counters and latency are this process's; breaker and limit state come from the
+        state store (shared across processes with a shared store).
+        """
+        clock = self._clock
+        now, wall = clock.perf(), clock.time()
+        snaps = self._snapshots(wall)
+        deployments: dict[str, Any] = {}
+        for dep, snap in zip(self._deployments, snaps, strict=True):
+            policy = dep.policy
+            entry: dict[str, Any] = {
+                "provider": dep.provider,
+                "model_id": dep.model_id,
+                **dep.stats.as_dict(now),
+                **{_SNAPSHOT_RENAMES.get(k, k): v for k, v in snap.items()},
+                "limits": {
+                    "rpm": policy.rpm,
+                    "tpm": policy.tpm,
+                    "max_concurrency": policy.max_concurrency,
+                },
+                "weight": dep.weight,
+            }
+            deployments[dep.name] = entry
+        return {
+            "at": wall,
+            "strategy": self._strategy_name,
+            "hedge": None if self._hedge is None else self._hedge.as_dict(),
+            "state": self._store_info(),
+            "deployments": deployments,
+        }
+
+    def health(self) -> dict[str, Any]:
+        """``{"status": "healthy" | "degraded" | "down", "deployments": {...}}``.
+
+        A deployment is *down* while its breaker is open, *degraded* while half-open or when
+        its last call failed, else *healthy*. The gateway is down when every deployment is,
+        healthy when every one is (and the state store is reachable), else degraded.
+        """
+        wall = self._clock.time()
+        snaps = self._snapshots(wall)
+        out: dict[str, Any] = {}
+        statuses = []
+        for dep, snap in zip(self._deployments, snaps, strict=True):
+            breaker = snap.get("breaker")
+            if breaker == "open":
+                status = "down"
+            elif breaker == "half_open" or dep.stats.consecutive_failures:
+                status = "degraded"
+            else:
+                status = "healthy"
+            statuses.append(status)
+            entry: dict[str, Any] = {"status": status, "breaker": breaker}
+            if snap.get("reopens_at") is not None:
+                entry["reopens_at"] = snap["reopens_at"]
+            last = dep.stats.last_error
+            if last is not None:
+                entry["last_error"] = {"type": last[0], "at": last[2]}
+            out[dep.name] = entry
+        info = self._store_info()
+        if all(s == "down" for s in statuses):
+            overall = "down"
+        elif all(s == "healthy" for s in statuses) and info.get("healthy", True):
+            overall = "healthy"
+        else:
+            overall = "degraded"
+        return {"status": overall, "at": wall, "state": info, "deployments": out}
+
+    def _snapshots(self, wall: float) -> list[dict[str, Any]]:
+        if self._tracked:
+            try:
+                return self._store.snapshot(self._policies, wall)
+            except Exception:
+                logger.exception("state store failed to report its state")
+        return [
+            {"breaker": "disabled" if p.breaker is None else "unknown", "reopens_at": None}
+            for p in self._policies
+        ]
+
+    def _store_info(self) -> dict[str, Any]:
+        try:
+            return dict(self._store.info())
+        except Exception as exc:
+            return {"backend": type(self._store).__name__, "healthy": False, "error": str(exc)}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def _loop(self) -> _LoopThread:
+        """The private event loop the sync driver runs hedged races on (created on first use)."""
+        with self._executor_lock:
+            if self._loop_thread is None:
+                self._loop_thread = _LoopThread()
+                weakref.finalize(self, self._loop_thread.close)
+            return self._loop_thread
+
+    def close(self) -> None:
+        """Stop the gateway's helper thread and close a state store it created from a URL.
+
+        Optional: the helpers are daemon threads and are also cleaned up when the gateway is
+        garbage-collected; a store passed in by the caller is left to the caller.
+        """
+        with self._executor_lock:
+            loop_thread, self._loop_thread = self._loop_thread, None
+            executor, self._executor = self._executor, None
+        if loop_thread is not None:
+            loop_thread.close()
+        if executor is not None:
+            executor.shutdown(wait=False)
+        if self._owns_store:
+            self._store.close()
+
+
+class _LoopThread:
+    """An event loop on a daemon thread: lets sync code run the async race and cancel losers.
+
+    The sync driver waits for ``run(coro)``; several sync callers share the one loop, which
+    only multiplexes I/O (a model that only has a sync ``__call__`` runs in the loop's thread
+    pool, as ``acall`` always does).
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._serve, name="msgflux-gateway-loop", daemon=True
+        )
+        self._thread.start()
+
+    def _serve(self) -> None:
+        loop = self.loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())
+            finally:
+                loop.close()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    def bridge(self, result: Any) -> Any:
+        """A stream produced on the loop, readable with a plain ``for`` from the caller."""
+        if not isinstance(result, ModelStreamResponse) or not result.is_async:
+            return result
+        chunks = result.consume()
+
+        async def pull() -> Any:
+            return await chunks.__anext__()
+
+        def source() -> Iterator[Any]:
+            try:
+                while True:
+                    try:
+                        yield self.run(pull())
+                    except StopAsyncIteration:
+                        return
+            finally:
+                closing = chunks.aclose()  # type: ignore[attr-defined]
+                if self.loop.is_closed():
+                    closing.close()
+                elif threading.current_thread() is self._thread:
+                    self.loop.create_task(closing)  # never wait on our own loop
+                else:
+                    self.run(closing)
+
+        out = ModelStreamResponse(source())
+        out.response_type = result.response_type
+        out.metadata = result.metadata
+        return out
+
+    def close(self) -> None:
+        loop = self.loop
+        if loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(loop.stop)
+        except RuntimeError:
+            return
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5)
+
+
+def _strategy_option(value: Any) -> str | None:
+    """How ``serialize()`` records the strategy: a built-in's name (custom ones are code)."""
+    if isinstance(value, str):
+        return value
+    name = getattr(value, "name", None)
+    if isinstance(value, Strategy) and name in STRATEGIES:
+        return str(name)
+    return None
+
+
+def _breaker_option(value: Any, resolved: Breaker | None) -> Any:
+    """How ``serialize()`` records the gateway's breaker (None: the default)."""
+    if resolved is None:
+        return False
+    if value is True or resolved == Breaker():
+        return None
+    return resolved.as_dict()
+
+
+def _tokens(result: Any) -> int:
+    """Tokens the response reported (``metadata.usage``), for ``tpm``."""
+    meta = getattr(result, "metadata", None)
+    usage = meta.get("usage") if isinstance(meta, dict) else None
+    if isinstance(usage, dict):
+        total = usage.get("total_tokens")
+        if isinstance(total, int):
+            return total
+        return int(usage.get("prompt_tokens") or 0) + int(usage.get("completion_tokens") or 0)
+    total = getattr(usage, "total_tokens", None)
+    return total if isinstance(total, int) else 0
+
+
+async def _aclose_result(result: Any) -> None:
+    """Release what a discarded answer holds (a stream's connection)."""
+    if isinstance(result, ModelStreamResponse):
+        try:
+            await result.aclose()
+        except Exception:
+            logger.debug("closing a discarded stream failed", exc_info=True)
+
 
 def _primed(result: Any) -> Any:
     """Wait for a stream's first chunk, so errors before it count as this attempt's failure."""
@@ -541,7 +1192,7 @@ def _stamp(call: CallState, result: Any) -> None:
     winner = call.attempts[-1]
     fallbacks: list[str] = []
     for a in call.attempts:
-        if a.model_name != winner.model_name and a.model_name not in fallbacks:
+        if a.model_name != winner.model_name and a.model_name not in fallbacks and not a.cancelled:
             fallbacks.append(a.model_name)
     result.metadata["gateway"] = {
         "model_name": winner.model_name,

@@ -1,0 +1,243 @@
+"""The ``msgflux`` command: see a gateway fall back from the cloud to a local model.
+
+``msgflux demo`` needs nothing but the ``[local]`` extra: with no ``OPENAI_API_KEY`` (or no
+network) the cloud deployment fails fast and the embedded model answers; the table printed
+after the answer shows every attempt, so the fallback is visible rather than magic.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from msgflux.exceptions import ModelRouterError, StreamInterruptedError
+
+__all__ = ["app", "main"]
+
+DEFAULT_QUESTION = "Who was Frank Rosenblatt?"
+DEFAULT_CLOUD = "openai/gpt-4.1-nano"
+DEFAULT_LOCAL = "local/smollm2-135m-instruct"
+DEMO_SYSTEM_PROMPT = "You are a concise assistant. Answer briefly."
+
+app = typer.Typer(
+    name="msgflux",
+    help=(
+        "msgflux-gateway: reliable calls to AI models.\n\n"
+        "Run [bold]msgflux demo[/bold] to watch a ModelGateway fall back from a cloud model "
+        "to the local model that ships with the \\[local] extra.\n\n"
+        "Run [bold]msgflux models[/bold] to list providers, model types and local models."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+def _consoles() -> tuple[Console, Console]:
+    """stdout for the answer and the table; stderr for spinners, hints and logs."""
+    return Console(highlight=False), Console(stderr=True, highlight=False)
+
+
+def _configure_logging(verbose: bool, err: Console) -> None:
+    root = logging.getLogger("msgflux")
+    if verbose:
+        from rich.logging import RichHandler
+
+        root.addHandler(RichHandler(console=err, show_path=False))
+        root.setLevel(logging.DEBUG)
+    else:
+        # The attempt table already tells the story; keep the gateway's fallback WARNING
+        # from reaching Python's last-resort stderr handler.
+        root.addHandler(logging.NullHandler())
+
+
+def _print_attempts(out: Console, records: list[dict[str, Any]], winner: str | None) -> None:
+    """The attempt table, then one line per failure with its message (which can be long)."""
+    table = Table(title="Attempts", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("deployment", no_wrap=True)
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("latency", justify="right", no_wrap=True)
+    notes: list[str] = []
+    for i, rec in enumerate(records, 1):
+        if rec.get("skipped"):
+            outcome = "[yellow]skipped[/yellow]"
+            notes.append(f"  #{i} skipped: {_short(rec['skipped'])}")
+        elif rec.get("error"):
+            outcome = f"[red]{rec['error']}[/red]"
+            notes.append(f"  #{i} {rec['error']}: {_short(rec.get('message'))}")
+        else:
+            outcome = "[green]answered[/green]" if rec.get("model_name") == winner else "ok"
+        ms = float(rec.get("duration") or 0.0) * 1000
+        latency = f"{ms:.1f} ms" if ms < 10 else f"{ms:.0f} ms"
+        table.add_row(str(i), str(rec.get("model_name")), outcome, latency)
+    out.print(table)
+    for note in notes:
+        out.print(note, markup=False)
+
+
+def _short(message: Any, limit: int = 160) -> str:
+    text = " ".join(str(message or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _records(gateway_meta: Any) -> list[dict[str, Any]]:
+    if not isinstance(gateway_meta, dict):
+        return []
+    history = gateway_meta.get("history")
+    if isinstance(history, list):
+        return [r for r in history if isinstance(r, dict)]
+    return []  # pragma: no cover - older gateways kept no per-attempt records
+
+
+def _build(cloud: str, local: str, max_tokens: int, cloud_timeout: float, err: Console) -> Any:
+    """The demo gateway; the local model is loaded up front (under a spinner) when possible."""
+    from msgflux import Model
+    from msgflux.models.gateway import ModelGateway
+
+    cloud_model = Model.chat_completion(cloud, max_tokens=max_tokens)
+    # A 135M model loops without a repeat penalty; other providers do not take the option.
+    extra = {"repeat_penalty": 1.1} if local.startswith("local/") else {}
+    local_model = Model.chat_completion(local, max_tokens=max_tokens, **extra)
+    load = getattr(local_model, "load", None)
+    if callable(load) and not getattr(local_model, "is_loaded", True):
+        try:
+            with err.status(f"Loading the local model {local} …", spinner="dots"):
+                load()
+        except (ImportError, FileNotFoundError) as exc:
+            err.print(f"[yellow]The local model cannot run:[/yellow] {exc}")
+    return ModelGateway(
+        [
+            {"model_name": cloud, "model": cloud_model, "timeout": cloud_timeout},
+            {"model_name": local, "model": local_model},
+        ]
+    )
+
+
+DEMO_HELP = (
+    "Ask a ModelGateway of \\[cloud model, local model] a question; show who answered.\n\n"
+    "Without OPENAI_API_KEY (or without network) the cloud deployment fails fast and the "
+    "local model answers; a table of every attempt follows the answer. "
+    "Exit code 0 when a deployment answered, 1 when all of them failed."
+)
+
+
+@app.command(help=DEMO_HELP)
+def demo(
+    question: Annotated[
+        str, typer.Argument(help="What to ask the gateway.", show_default=True)
+    ] = DEFAULT_QUESTION,
+    stream: Annotated[
+        bool, typer.Option("--stream", help="Print the answer token by token as it arrives.")
+    ] = False,
+    max_tokens: Annotated[
+        int, typer.Option("--max-tokens", min=1, help="Longest answer, in tokens.")
+    ] = 200,
+    cloud: Annotated[
+        str, typer.Option("--cloud", help="The first deployment (provider/model_id).")
+    ] = DEFAULT_CLOUD,
+    local: Annotated[
+        str, typer.Option("--local", help="The fallback deployment (local/<model or .gguf>).")
+    ] = DEFAULT_LOCAL,
+    cloud_timeout: Annotated[
+        float,
+        typer.Option(
+            "--cloud-timeout", min=0.1, help="Seconds before the cloud attempt is abandoned."
+        ),
+    ] = 20.0,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log every gateway attempt to stderr.")
+    ] = False,
+) -> None:
+    """Ask the demo gateway; the help text is ``DEMO_HELP`` (one paragraph per line there)."""
+    out, err = _consoles()
+    _configure_logging(verbose, err)
+    provider = cloud.partition("/")[0]
+    env_key = f"{provider.upper()}_API_KEY"
+    if provider != "local" and not os.environ.get(env_key):
+        err.print(
+            f"[dim]{env_key} is not set: {cloud} will fail and the gateway falls back "
+            f"to {local}.[/dim]"
+        )
+    try:
+        gateway = _build(cloud, local, max_tokens, cloud_timeout, err)
+    except (TypeError, ValueError) as exc:
+        err.print(f"[red]Cannot build the gateway:[/red] {exc}")
+        raise typer.Exit(2) from None
+    call: dict[str, Any] = {"messages": question, "system_prompt": DEMO_SYSTEM_PROMPT}
+    try:
+        with err.status("Asking the gateway …", spinner="dots"):
+            response = gateway(**call, stream=stream)
+        out.print(f"[bold]Q:[/bold] {question}", markup=True)
+        out.print("[bold]A:[/bold] ", end="")
+        if stream:
+            for chunk in response:
+                out.out(chunk, end="", highlight=False)
+            out.print()
+        else:
+            out.print(str(response.consume()).strip(), markup=False)
+    except ModelRouterError as exc:
+        out.print("[bold red]Every deployment failed.[/bold red]")
+        _print_attempts(out, [a.as_dict() for a in exc.attempts], None)
+        err.print(f"[red]{exc.message}[/red]; see the table above.")
+        raise typer.Exit(1) from None
+    except StreamInterruptedError as exc:
+        out.print()
+        err.print(f"[red]The answer broke off:[/red] {exc.message}")
+        raise typer.Exit(1) from None
+    meta = response.metadata.get("gateway") or {}
+    out.print()
+    _print_attempts(out, _records(meta), meta.get("model_name"))
+    usage = response.metadata.get("usage")
+    footer = f"Answered by [bold]{meta.get('model_name')}[/bold]"
+    if isinstance(usage, dict) and usage.get("completion_tokens") is not None:
+        footer += f" · {usage['completion_tokens']} tokens"
+    if meta.get("model_name") == local and local == DEFAULT_LOCAL:
+        footer += " · a 135M-parameter model: fluent, often wrong"
+    out.print(footer)
+
+
+@app.command()
+def models() -> None:
+    """List the providers of every model type, and the local models you can run."""
+    from msgflux import Model
+    from msgflux.models.providers import local as local_provider
+
+    out, _ = _consoles()
+    table = Table(title="Providers by model type", title_justify="left")
+    table.add_column("model type")
+    table.add_column("providers", overflow="fold")
+    for model_type, providers in Model.providers().items():
+        table.add_row(model_type, ", ".join(providers))
+    out.print(table)
+
+    has_llama = importlib.util.find_spec("llama_cpp") is not None
+    local_table = Table(title="Local models (provider 'local')", title_justify="left")
+    local_table.add_column("model")
+    local_table.add_column("status", overflow="fold")
+    for alias in sorted(local_provider.BUILTIN_MODELS):
+        try:
+            path = local_provider.resolve_model_path(alias)
+            status = f"[green]installed[/green] {path}"
+        except (ImportError, FileNotFoundError):
+            status = f"[yellow]not installed[/yellow]: {local_provider.INSTALL_HINT}"
+        if not has_llama:
+            status = f"[yellow]llama-cpp-python missing[/yellow]: {local_provider.INSTALL_HINT}"
+        local_table.add_row(f"local/{alias}", status)
+    local_table.add_row("local/<path to a .gguf file>", "any GGUF file llama.cpp can load")
+    out.print(local_table)
+
+
+def main() -> None:
+    """Console-script entry point (``msgflux = "msgflux.cli:main"``)."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m msgflux.cli`
+    main()
