@@ -23,43 +23,24 @@ import argparse
 import asyncio
 import os
 import platform
-import re
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 import urllib3
 
+from bench.common import ROOT, start_upstream, write_section
 from msgflux import Model, _http
 from msgflux.models.providers.openai import OpenAIChatCompletion
 
-ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Transport (issue 2)"
 COMMAND = ".venv/bin/python -m bench.transport --write"
 KEY = "sk-bench"
 MODEL_ID = "bench-model"
 PROMPT = "Who was Frank Rosenblatt?"
-
-
-def start_upstream() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.upstream", "--no-record"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    base_url = proc.stdout.readline().strip()
-    if not base_url.startswith("http://"):
-        proc.kill()
-        raise RuntimeError(f"upstream did not start (said {base_url!r})")
-    return proc, base_url
 
 
 def request_body() -> bytes:
@@ -231,17 +212,6 @@ def report(
     )
 
 
-def write_section(text: str) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: text + "\n", current)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    path.write_text(updated.rstrip("\n") + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=1500)
@@ -267,7 +237,7 @@ def main() -> None:
     text = report(args, async_res, sync_res)
     print(text)
     if args.write:
-        write_section(text)
+        write_section(SECTION, text)
         print(f"updated {ROOT / 'BENCHMARKS.md'}")
 
 

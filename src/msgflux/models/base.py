@@ -37,20 +37,20 @@ class BaseModel:
     def _initialize(self) -> None:
         """Rebuild runtime state after ``from_serialized``; optional."""
 
-    def __call__(self, **kwargs: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must implement __call__")
 
-    async def acall(self, **kwargs: Any) -> Any:
+    async def acall(self, *args: Any, **kwargs: Any) -> Any:
         """Async call. The default runs ``__call__`` in a worker thread (never blocks the loop)."""
-        return await asyncio.to_thread(self.__call__, **kwargs)
+        return await asyncio.to_thread(self.__call__, *args, **kwargs)
 
-    def _call_once(self, **kwargs: Any) -> Any:
+    def _call_once(self, *args: Any, **kwargs: Any) -> Any:
         """Exactly one attempt, no retries of the model's own (what a gateway calls)."""
-        return self(**kwargs)
+        return self(*args, **kwargs)
 
-    async def _acall_once(self, **kwargs: Any) -> Any:
+    async def _acall_once(self, *args: Any, **kwargs: Any) -> Any:
         """Async form of :meth:`_call_once`."""
-        return await self.acall(**kwargs)
+        return await self.acall(*args, **kwargs)
 
     def get_model_info(self) -> dict[str, str]:
         return {"model_id": self.model_id, "provider": self.provider}

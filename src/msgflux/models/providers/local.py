@@ -34,6 +34,7 @@ import logging
 import math
 import os
 import random
+import sys
 import threading
 import time
 import weakref
@@ -441,6 +442,13 @@ def _close_all() -> None:
                 engine.llama.close()
             finally:
                 engine.lock.release()
+    # llama_cpp opens two /dev/null files at import for its output suppression and never
+    # closes them, which prints a ResourceWarning on every exit.
+    utils = sys.modules.get("llama_cpp._utils")
+    for name in ("outnull_file", "errnull_file"):
+        handle = getattr(utils, name, None)
+        if handle is not None:
+            handle.close()
 
 
 def loaded_models() -> list[dict[str, Any]]:
@@ -853,7 +861,7 @@ class LocalChatCompletion(_LocalModel, ChatCompletionModel):
         ).start()
         return response
 
-    def __call__(  # type: ignore[override]
+    def __call__(
         self,
         messages: str | list[dict[str, Any]],
         *,
@@ -880,7 +888,7 @@ class LocalChatCompletion(_LocalModel, ChatCompletionModel):
             return self._start_stream(request, deadline)
         return self._complete(request, deadline, None)
 
-    async def acall(  # type: ignore[override]
+    async def acall(
         self,
         messages: str | list[dict[str, Any]],
         *,
@@ -975,15 +983,11 @@ class LocalTextEmbedder(_LocalModel, TextEmbedderModel):
         response.metadata["usage"] = {"prompt_tokens": count, "total_tokens": count}
         return response
 
-    def __call__(  # type: ignore[override]
-        self, data: str | list[str], *, timeout: float | None = None
-    ) -> ModelResponse:
+    def __call__(self, data: str | list[str], *, timeout: float | None = None) -> ModelResponse:
         """Embed one text (a ``list[float]``) or a list of texts (a list of vectors)."""
         return self._embed(data, _deadline(timeout))
 
-    async def acall(  # type: ignore[override]
-        self, data: str | list[str], *, timeout: float | None = None
-    ) -> ModelResponse:
+    async def acall(self, data: str | list[str], *, timeout: float | None = None) -> ModelResponse:
         return await asyncio.to_thread(self._embed, data, _deadline(timeout))
 
 

@@ -778,7 +778,7 @@ class OpenAIChatCompletion(OpenAIModel, ChatCompletionModel):
             return _Request("/chat/completions", data, _parse_stream, stream=True)
         return _Request("/chat/completions", data, _parse_chat, extra=schema)
 
-    def __call__(  # type: ignore[override]
+    def __call__(
         self,
         messages: Messages,
         *,
@@ -801,7 +801,7 @@ class OpenAIChatCompletion(OpenAIModel, ChatCompletionModel):
         )
         return self._run(req)  # type: ignore[no-any-return]
 
-    async def acall(  # type: ignore[override]
+    async def acall(
         self,
         messages: Messages,
         *,
@@ -824,7 +824,7 @@ class OpenAIChatCompletion(OpenAIModel, ChatCompletionModel):
         )
         return await self._arun(req)  # type: ignore[no-any-return]
 
-    def _call_once(  # type: ignore[override]
+    def _call_once(
         self,
         messages: Messages,
         *,
@@ -848,7 +848,7 @@ class OpenAIChatCompletion(OpenAIModel, ChatCompletionModel):
         )
         return self._once(req, timeout)  # type: ignore[no-any-return]
 
-    async def _acall_once(  # type: ignore[override]
+    async def _acall_once(
         self,
         messages: Messages,
         *,
@@ -992,18 +992,16 @@ class OpenAITextEmbedder(OpenAIModel, TextEmbedderModel):
             body["dimensions"] = self.sampling_run_params["dimensions"]
         return _Request("/embeddings", orjson.dumps(body), _parse_embeddings, extra=single)
 
-    def __call__(self, data: str | list[str]) -> ModelResponse:  # type: ignore[override]
+    def __call__(self, data: str | list[str]) -> ModelResponse:
         return self._run(self._request(data))  # type: ignore[no-any-return]
 
-    async def acall(self, data: str | list[str]) -> ModelResponse:  # type: ignore[override]
+    async def acall(self, data: str | list[str]) -> ModelResponse:
         return await self._arun(self._request(data))  # type: ignore[no-any-return]
 
-    def _call_once(  # type: ignore[override]
-        self, data: str | list[str], *, timeout: float | None = None
-    ) -> ModelResponse:
+    def _call_once(self, data: str | list[str], *, timeout: float | None = None) -> ModelResponse:
         return self._once(self._request(data), timeout)  # type: ignore[no-any-return]
 
-    async def _acall_once(  # type: ignore[override]
+    async def _acall_once(
         self, data: str | list[str], *, timeout: float | None = None
     ) -> ModelResponse:
         return await self._aonce(self._request(data), timeout)  # type: ignore[no-any-return]
@@ -1052,18 +1050,16 @@ class OpenAIModeration(OpenAIModel, ModerationModel):
             "/moderations", orjson.dumps(body), _parse_moderation, extra=isinstance(data, str)
         )
 
-    def __call__(self, data: str | list[Any]) -> ModelResponse:  # type: ignore[override]
+    def __call__(self, data: str | list[Any]) -> ModelResponse:
         return self._run(self._request(data))  # type: ignore[no-any-return]
 
-    async def acall(self, data: str | list[Any]) -> ModelResponse:  # type: ignore[override]
+    async def acall(self, data: str | list[Any]) -> ModelResponse:
         return await self._arun(self._request(data))  # type: ignore[no-any-return]
 
-    def _call_once(  # type: ignore[override]
-        self, data: str | list[Any], *, timeout: float | None = None
-    ) -> ModelResponse:
+    def _call_once(self, data: str | list[Any], *, timeout: float | None = None) -> ModelResponse:
         return self._once(self._request(data), timeout)  # type: ignore[no-any-return]
 
-    async def _acall_once(  # type: ignore[override]
+    async def _acall_once(
         self, data: str | list[Any], *, timeout: float | None = None
     ) -> ModelResponse:
         return await self._aonce(self._request(data), timeout)  # type: ignore[no-any-return]
@@ -1128,18 +1124,18 @@ class OpenAITextToSpeech(OpenAIModel, TextToSpeechModel):
             body["response_format"] = response_format
         return _Request("/audio/speech", orjson.dumps(body), _parse_speech, raw=True)
 
-    def __call__(  # type: ignore[override]
+    def __call__(
         self, data: str, *, prompt: str | None = None, response_format: str | None = None
     ) -> ModelResponse:
         return self._run(self._request(data, prompt, response_format))  # type: ignore[no-any-return]
 
-    async def acall(  # type: ignore[override]
+    async def acall(
         self, data: str, *, prompt: str | None = None, response_format: str | None = None
     ) -> ModelResponse:
         req = self._request(data, prompt, response_format)
         return await self._arun(req)  # type: ignore[no-any-return]
 
-    def _call_once(  # type: ignore[override]
+    def _call_once(
         self,
         data: str,
         *,
@@ -1150,7 +1146,7 @@ class OpenAITextToSpeech(OpenAIModel, TextToSpeechModel):
         req = self._request(data, prompt, response_format)
         return self._once(req, timeout)  # type: ignore[no-any-return]
 
-    async def _acall_once(  # type: ignore[override]
+    async def _acall_once(
         self,
         data: str,
         *,
@@ -1256,7 +1252,7 @@ class OpenAISpeechToText(OpenAIModel, SpeechToTextModel):
             extra=response_format,
         )
 
-    def __call__(  # type: ignore[override]
+    def __call__(
         self,
         data: AudioInput,
         *,
@@ -1268,7 +1264,7 @@ class OpenAISpeechToText(OpenAIModel, SpeechToTextModel):
         req = self._request(data, response_format, timestamp_granularities, prompt, language)
         return self._run(req)  # type: ignore[no-any-return]
 
-    async def acall(  # type: ignore[override]
+    async def acall(
         self,
         data: AudioInput,
         *,
@@ -1280,7 +1276,7 @@ class OpenAISpeechToText(OpenAIModel, SpeechToTextModel):
         req = self._request(data, response_format, timestamp_granularities, prompt, language)
         return await self._arun(req)  # type: ignore[no-any-return]
 
-    def _call_once(  # type: ignore[override]
+    def _call_once(
         self,
         data: AudioInput,
         *,
@@ -1293,7 +1289,7 @@ class OpenAISpeechToText(OpenAIModel, SpeechToTextModel):
         req = self._request(data, response_format, timestamp_granularities, prompt, language)
         return self._once(req, timeout)  # type: ignore[no-any-return]
 
-    async def _acall_once(  # type: ignore[override]
+    async def _acall_once(
         self,
         data: AudioInput,
         *,
@@ -1406,18 +1402,18 @@ class OpenAITextToImage(OpenAIModel, TextToImageModel):
             body["response_format"] = "url" if response_format == "url" else "b64_json"
         return _Request("/images/generations", orjson.dumps(body), _parse_images)
 
-    def __call__(  # type: ignore[override]
+    def __call__(
         self, prompt: str, *, response_format: str | None = None, n: int = 1
     ) -> ModelResponse:
         return self._run(self._request(prompt, response_format, n))  # type: ignore[no-any-return]
 
-    async def acall(  # type: ignore[override]
+    async def acall(
         self, prompt: str, *, response_format: str | None = None, n: int = 1
     ) -> ModelResponse:
         req = self._request(prompt, response_format, n)
         return await self._arun(req)  # type: ignore[no-any-return]
 
-    def _call_once(  # type: ignore[override]
+    def _call_once(
         self,
         prompt: str,
         *,
@@ -1428,7 +1424,7 @@ class OpenAITextToImage(OpenAIModel, TextToImageModel):
         req = self._request(prompt, response_format, n)
         return self._once(req, timeout)  # type: ignore[no-any-return]
 
-    async def _acall_once(  # type: ignore[override]
+    async def _acall_once(
         self,
         prompt: str,
         *,
