@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["RedisServer", "free_port", "redis_server", "redis_url"]
+__all__ = ["RedisServer", "free_port", "redis_server", "redis_url", "running_redis"]
 
 
 def free_port() -> int:
@@ -32,13 +32,17 @@ def free_port() -> int:
 class RedisServer:
     """One ``redis-server`` process on a fixed port; restartable on that same port."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(
+        self, directory: Path, port: int | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (`make redis` installs it)")
         self.binary = binary
         self.directory = directory
         self.port = port or free_port()
+        self.args = args
+        """Extra redis-server options (``--requirepass x``, ``--unixsocket path`` ...)."""
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -65,6 +69,7 @@ class RedisServer:
             str(self.directory / "redis.log"),
             "--daemonize",
             "no",
+            *self.args,
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
@@ -82,7 +87,7 @@ class RedisServer:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
                 s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
+                return s.recv(16).startswith((b"+PONG", b"-NOAUTH"))  # up, maybe locked
         except OSError:
             return False
 
@@ -99,10 +104,10 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def running_redis(port: int | None = None) -> Iterator[RedisServer]:
+def running_redis(port: int | None = None, args: tuple[str, ...] = ()) -> Iterator[RedisServer]:
     """A started server in a temp dir, killed (and its dir removed) on exit."""
     with tempfile.TemporaryDirectory(prefix="msgflux-redis-") as tmp:
-        server = RedisServer(Path(tmp), port)
+        server = RedisServer(Path(tmp), port, args)
         server.start()
         try:
             yield server

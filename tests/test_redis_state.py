@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import importlib
 import logging
 import os
@@ -46,9 +47,11 @@ def fresh_namespace() -> str:
     return f"test-{os.getpid()}-{next(_namespaces)}"
 
 
-@pytest.fixture
-def store(redis_url: str) -> Iterator[RedisState]:
+@pytest.fixture(params=["functions", "scripts"])
+def store(request: pytest.FixtureRequest, redis_url: str) -> Iterator[RedisState]:
+    """The store as Redis >= 7 runs it (FCALL), and as older servers do (EVALSHA)."""
     s = RedisState(redis_url, namespace=fresh_namespace(), timeout=1.0)
+    s._functions = request.param == "functions"
     yield s
     s.close()
 
@@ -236,7 +239,7 @@ def _view(adm: Admission) -> tuple[Any, ...]:
     return (adm.index, adm.probe, adm.skips, bool(adm.token))
 
 
-def _replay(redis_store: RedisState, ops: list[Op]) -> int:
+def _replay(redis_store: Any, ops: list[Op]) -> int:
     """Run ops on a memory store and on Redis; compare answers and states after each step."""
     policies = _policies()
     memory = MemoryStore()
@@ -284,6 +287,38 @@ def test_lua_matches_python_on_random_sequences(store: RedisState) -> None:
         _replay(store, _random_ops(seed))
 
 
+class _AsyncAsSync:
+    """Drives the async methods from a sync test, so _replay checks the async path too."""
+
+    def __init__(self, store: RedisState, loop: asyncio.AbstractEventLoop) -> None:
+        self.store = store
+        self.loop = loop
+        self.state = store.state
+        self.snapshot = store.snapshot
+
+    @property
+    def healthy(self) -> bool:
+        return self.store.healthy
+
+    def admit(self, *args: Any) -> Admission:
+        return self.loop.run_until_complete(self.store.aadmit(*args))
+
+    def settle(self, *args: Any, **kwargs: Any) -> None:
+        self.loop.run_until_complete(self.store.asettle(*args, **kwargs))
+
+
+def test_async_path_matches_python_on_random_sequences(store: RedisState) -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        for seed in range(100, 106):
+            store.reset()
+            _replay(_AsyncAsSync(store, loop), _random_ops(seed))
+        loop.run_until_complete(store.aclose())
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
+
+
 # -- keys, TTLs, namespaces --------------------------------------------------------------------
 def _exercise(store: RedisState, p: Policy, now: float = T0) -> None:
     for _ in range(3):
@@ -329,7 +364,7 @@ def test_state_stays_bounded(store: RedisState, redis_url: str) -> None:
     prefix = "{" + store.namespace + "}:"
     assert client.zcard(prefix + "r:b|mock/m") <= 50
     assert client.zcard(prefix + "l:b|mock/m") <= 3
-    assert client.hlen(prefix + "s:b|mock/m") <= 11
+    assert client.hlen(prefix + "s:b|mock/m") <= 6 + 3 * 10 + 2  # scalars, window, tpm ring
     assert len(client.hget(prefix + "s:b|mock/m", "tv") or b"") < 60 * 12
     client.close()
 
@@ -487,6 +522,8 @@ async def test_async_path_falls_back_and_resumes(redis_server: RedisServer) -> N
     [
         ({"url": 6379}, TypeError, "url"),
         ({"url": "http://127.0.0.1:6379"}, ValueError, "url"),
+        ({"url": "redis://127.0.0.1:port/0"}, ValueError, "url"),
+        ({"url": "unix://"}, ValueError, "url"),
         ({"namespace": ""}, ValueError, "namespace"),
         ({"namespace": "a{b}"}, ValueError, "namespace"),
         ({"namespace": 3}, TypeError, "namespace"),
@@ -515,3 +552,103 @@ def test_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setitem(sys.modules, "redis", None)
     with pytest.raises(ImportError, match=r'pip install "msgflux-gateway\[redis\]"'):
         importlib.import_module("msgflux.models.gateway.redis_state")
+
+
+# -- connections: URL options, threads, event loops, servers without functions -----------------
+def test_password_db_and_unix_socket_from_the_url(tmp_path: Any) -> None:
+    from tests.redis_server import running_redis
+
+    sock = tmp_path / "r.sock"
+    with running_redis(args=("--requirepass", "s3cret", "--unixsocket", str(sock))) as server:
+        p = Policy("x", "mock", "m", breaker=Breaker(failure_threshold=1))
+        for url in (
+            f"redis://:s3cret@127.0.0.1:{server.port}/3",
+            f"unix://:s3cret@{sock}?db=3",
+        ):
+            s = RedisState(url, namespace=fresh_namespace())
+            adm = s.admit([p], T0)
+            s.settle(p, adm, FAILURE, T0)
+            assert s.admit([p], T0 + 1).index == -1 and s.healthy, s.info()
+            s.close()
+        client = redis.Redis(port=server.port, password="s3cret", db=3)
+        assert len(client.keys("{test-*")) == 2  # both landed in db 3
+        client.close()
+
+        wrong = RedisState(f"redis://:nope@127.0.0.1:{server.port}/0")
+        assert wrong.admit([p], T0).index == 0  # served locally, never raised
+        info = wrong.info()
+        assert not info["healthy"] and "nope" not in str(info) and "nope" not in repr(wrong)
+        wrong.close()
+
+
+def test_falls_back_to_scripts_where_functions_are_not_allowed(redis_server: RedisServer) -> None:
+    admin = redis.Redis.from_url(redis_server.url)
+    admin.execute_command("ACL", "SETUSER", "nofn", "on", ">pw", "~*", "&*", "+@all", "-fcall")
+    admin.execute_command("ACL", "SETUSER", "nofn", "-function")
+    s = RedisState(f"redis://nofn:pw@127.0.0.1:{redis_server.port}/0")
+    p = Policy("x", "mock", "m", breaker=Breaker(failure_threshold=1))
+    adm = s.admit([p], T0)
+    s.settle(p, adm, FAILURE, T0)
+    assert s.admit([p], T0 + 1).index == -1
+    assert s.healthy and s._functions is False
+    from msgflux.models.gateway.redis_state import _ADMIT, _SETTLE
+
+    shas = [hashlib.sha1(sc.source.encode()).hexdigest() for sc in (_ADMIT, _SETTLE)]
+    assert admin.script_exists(*shas) == [True, True]  # it ran them as scripts
+    assert admin.execute_command("FUNCTION", "LIST") == []  # and could not load functions
+    s.close()
+    admin.close()
+
+
+def test_threads_share_one_store(store: RedisState) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    p = Policy("x", "mock", "m", breaker=Breaker(), rpm=50)
+
+    def work(_: int) -> int:
+        admitted = 0
+        for _ in range(20):
+            adm = store.admit([p], T0)
+            if adm.index == 0:
+                admitted += 1
+                store.settle(p, adm, SUCCESS, T0)
+        return admitted
+
+    with ThreadPoolExecutor(8) as pool:
+        assert sum(pool.map(work, range(8))) == 50
+    assert store.healthy
+
+
+def test_one_store_many_event_loops(store: RedisState) -> None:
+    p = Policy("x", "mock", "m", breaker=Breaker(failure_threshold=3))
+
+    async def fail_once() -> None:
+        adm = await store.aadmit([p], T0)
+        await store.asettle(p, adm, FAILURE, T0)
+
+    for _ in range(3):  # each asyncio.run: a new loop, a new connection, closed at its end
+        asyncio.run(fail_once())
+    assert store.admit([p], T0 + 1).index == -1
+
+
+async def test_concurrent_calls_of_one_loop_share_lua_calls(store: RedisState) -> None:
+    """Operations started in the same loop iteration ride in one Lua call, applied in turn."""
+    p = Policy("x", "mock", "m", breaker=Breaker(failure_threshold=1, open_for=10), rpm=10)
+    first = await store.aadmit([p], T0)  # opens the connection
+    await store.asettle(p, first, FAILURE, T0)
+    admin = store._client()
+    admin.config_resetstat()
+    probes = await asyncio.gather(*(store.aadmit([p], T0 + 10) for _ in range(50)))
+    assert sum(a.probe for a in probes) == 1  # exactly one half-open probe among 50
+    assert sum(a.index == 0 for a in probes) == 1
+    calls = admin.info("commandstats")
+    lua_calls = sum(
+        v["calls"] for k, v in calls.items() if k in ("cmdstat_fcall", "cmdstat_evalsha")
+    )
+    assert lua_calls < 10  # 50 admissions, a handful of round trips
+    winner = next(a for a in probes if a.probe)
+    await store.asettle(p, winner, SUCCESS, T0 + 10)
+    admitted = await asyncio.gather(*(store.aadmit([p], T0 + 11) for _ in range(50)))
+    assert sum(a.index == 0 for a in admitted) == 8  # rpm=10: 2 slots were used before
+    await asyncio.gather(*(store.asettle(p, a, SUCCESS, T0 + 11) for a in admitted if a.index == 0))
+    await store.aclose()

@@ -14,7 +14,13 @@ from msgflux.models.gateway.state import Policy
 from msgflux.models.gateway.stats import DeploymentStats
 from msgflux.retry import RetryPolicy
 
-__all__ = ["DEPLOYMENT_KEYS", "Deployment", "parse_deployments", "validate_timeout"]
+__all__ = [
+    "DEPLOYMENT_KEYS",
+    "Deployment",
+    "parse_deployments",
+    "positive_int",
+    "validate_timeout",
+]
 
 DEPLOYMENT_KEYS = (
     "model_name",
@@ -71,7 +77,7 @@ def validate_timeout(value: Any, field: str) -> float | None:
     return float(value)
 
 
-def _limit(value: Any, field: str) -> int | None:
+def positive_int(value: Any, field: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
@@ -171,9 +177,9 @@ def parse_deployments(
             provider,
             model_id,
             breaker=breaker,
-            rpm=_limit(spec.get("rpm"), f"rpm of deployment {name!r}"),
-            tpm=_limit(spec.get("tpm"), f"tpm of deployment {name!r}"),
-            max_concurrency=_limit(
+            rpm=positive_int(spec.get("rpm"), f"rpm of deployment {name!r}"),
+            tpm=positive_int(spec.get("tpm"), f"tpm of deployment {name!r}"),
+            max_concurrency=positive_int(
                 spec.get("max_concurrency"), f"max_concurrency of deployment {name!r}"
             ),
             lease=max(600.0, timeout or default_timeout or 0.0),

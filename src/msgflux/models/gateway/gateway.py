@@ -29,7 +29,12 @@ from msgflux.exceptions import (
 )
 from msgflux.models.base import BaseModel
 from msgflux.models.gateway.breaker import Breaker, counts_as_failure
-from msgflux.models.gateway.deployment import Deployment, parse_deployments, validate_timeout
+from msgflux.models.gateway.deployment import (
+    Deployment,
+    parse_deployments,
+    positive_int,
+    validate_timeout,
+)
 from msgflux.models.gateway.engine import RAISE, CallConfig, CallState, Step, as_predicate
 from msgflux.models.gateway.hedge import Hedge
 from msgflux.models.gateway.schedule import in_blackout, parse_timezone
@@ -95,16 +100,6 @@ def _hooks(value: Any, field: str) -> tuple[Hook, ...]:
         if not callable(item):
             raise TypeError(f"{field} must be a callable or a list of callables, got {item!r}")
     return tuple(items)
-
-
-def _positive_int(value: Any, field: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{field} must be an int >= 1 or None, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{field} must be an int >= 1 or None, got {value!r}")
-    return value
 
 
 def _type_name(t: type) -> str:
@@ -209,7 +204,7 @@ class ModelGateway:
             retry_after_cap=retry_after_cap,
         )
         self._cfg = CallConfig(
-            max_attempts=_positive_int(max_attempts, "max_attempts"),
+            max_attempts=positive_int(max_attempts, "max_attempts"),
             deadline=validate_timeout(deadline, "deadline"),
             fallback_on=as_predicate(fallback_on, "fallback_on"),
             raise_on=as_predicate(raise_on, "raise_on"),
