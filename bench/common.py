@@ -7,6 +7,11 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+from msgflux.models.base import BaseModel
+from msgflux.models.response import ModelResponse
+from msgflux.models.types import ChatCompletionModel
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,3 +51,21 @@ def write_section(section: str, text: str) -> None:
     else:
         updated = current.rstrip("\n") + "\n\n" + text
     path.write_text(updated.rstrip("\n") + "\n")
+
+
+class Instant(BaseModel, ChatCompletionModel):
+    """A chat model that answers at once: isolates the gateway's own cost."""
+
+    provider = "bench"
+
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id
+
+    def __call__(self, **kwargs: Any) -> ModelResponse:
+        resp = ModelResponse()
+        resp.set_response_type("text_generation")
+        resp.add("ok")
+        return resp
+
+    async def acall(self, **kwargs: Any) -> ModelResponse:
+        return self(**kwargs)

@@ -23,30 +23,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import percentile, start_upstream, write_section
+from bench.common import Instant, percentile, start_upstream, write_section
 from msgflux import Model, ModelGateway, _http
-from msgflux.models.base import BaseModel
-from msgflux.models.response import ModelResponse
-from msgflux.models.types import ChatCompletionModel
 
 SECTION = "## Gateway (issue 3)"
 COMMAND = ".venv/bin/python -m bench.gateway --write"
-
-
-class Instant(BaseModel, ChatCompletionModel):
-    provider = "bench"
-
-    def __init__(self, model_id: str) -> None:
-        self.model_id = model_id
-
-    def __call__(self, **kwargs: Any) -> ModelResponse:
-        resp = ModelResponse()
-        resp.set_response_type("text_generation")
-        resp.add("ok")
-        return resp
-
-    async def acall(self, **kwargs: Any) -> ModelResponse:
-        return self(**kwargs)
 
 
 def per_call(fn: Callable[..., Any], calls: int) -> float:

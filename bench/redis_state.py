@@ -32,33 +32,14 @@ from typing import Any
 import redis
 from tests.redis_server import running_redis
 
-from bench.common import start_upstream, write_section
-from msgflux.models.base import BaseModel
+from bench.common import Instant, start_upstream, write_section
 from msgflux.models.gateway import Breaker, ModelGateway, RedisState
-from msgflux.models.response import ModelResponse
-from msgflux.models.types import ChatCompletionModel
 
 SECTION = "## Shared state on Redis (issue 6)"
 COMMAND = ".venv/bin/python -m bench.redis_state --write"
 
 os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
 logging.getLogger("msgflux").setLevel(logging.ERROR)
-
-
-class Instant(BaseModel, ChatCompletionModel):
-    provider = "bench"
-
-    def __init__(self, model_id: str) -> None:
-        self.model_id = model_id
-
-    def __call__(self, **kwargs: Any) -> ModelResponse:
-        resp = ModelResponse()
-        resp.set_response_type("text_generation")
-        resp.add("ok")
-        return resp
-
-    async def acall(self, **kwargs: Any) -> ModelResponse:
-        return self(**kwargs)
 
 
 CONFIGS: dict[str, dict[str, Any]] = {

@@ -233,3 +233,22 @@ async def test_plain_callables_work_as_gateway_policies(mode: str) -> None:
     resp = await run(gateway, mode, messages="hi")
     assert clock.sleeps == [0.25]
     assert resp.metadata.gateway["model_name"] == "b"
+
+
+def test_an_abandoned_sync_attempt_does_not_hold_up_interpreter_exit() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "from tests.fakes import Scripted\n"
+        "from msgflux import ModelGateway\n"
+        "g = ModelGateway([{'model_name': 'stuck', 'model': Scripted('stuck', delay=60)},\n"
+        "                  {'model_name': 'ok', 'model': Scripted('ok')}], timeout=0.05)\n"
+        "print(g(messages='hi').metadata.gateway['model_name'])\n"
+    )
+    began = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert out.stdout.strip() == "ok"
+    assert time.perf_counter() - began < 10

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -417,6 +418,23 @@ def test_model_timeout_applies_to_standalone_calls(upstream_env: Upstream) -> No
     model = Model.chat_completion("openai/m", timeout=0.1, max_retries=0)
     with pytest.raises(APITimeoutError):
         model(messages="x")
+
+
+def test_per_call_timeout_overrides_the_model_timeout(upstream_env: Upstream) -> None:
+    upstream_env.set_default(Reply(delay=0.5))
+    model = Model.chat_completion("openai/m", timeout=30, max_retries=0)
+    began = time.perf_counter()
+    with pytest.raises(APITimeoutError):
+        model(messages="x", timeout=0.1)
+    assert time.perf_counter() - began < 0.45
+    assert model(messages="x", timeout=5).consume() == "Hello from m"
+
+
+async def test_per_call_timeout_on_acall(upstream_env: Upstream) -> None:
+    upstream_env.set_default(Reply(delay=0.5))
+    model = Model.chat_completion("openai/m", max_retries=0)
+    with pytest.raises(APITimeoutError):
+        await model.acall(messages="x", timeout=0.1)
 
 
 def test_call_once_never_retries(chat: OpenAIChatCompletion, upstream_env: Upstream) -> None:

@@ -10,7 +10,6 @@ private event-loop thread, so that losers can really be cancelled (connections c
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 import importlib
 import logging
@@ -226,8 +225,7 @@ class ModelGateway:
         )
         self._by_name = {d.name: d for d in self._deployments}
         self._scheduled = any(d.windows for d in self._deployments)
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._executor_lock = threading.Lock()
+        self._loop_lock = threading.Lock()
         self._policies = [d.policy for d in self._deployments]
         self._tracked = any(p.active for p in self._policies)
         self._owns_store = isinstance(state, str)
@@ -344,20 +342,13 @@ class ModelGateway:
             return _primed(model._call_once(**kwargs))
         if model.supports_timeout:
             return _primed(model._call_once(timeout=timeout, **kwargs))
-        future = self._pool().submit(lambda: _primed(model._call_once(**kwargs)))
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise _timeout_error(dep, timeout) from None
-
-    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
-        with self._executor_lock:
-            if self._executor is None:
-                self._executor = concurrent.futures.ThreadPoolExecutor(
-                    thread_name_prefix="msgflux-gateway"
-                )
-            return self._executor
+        outcome = _run_abandonable(lambda: _primed(model._call_once(**kwargs)), timeout)
+        if outcome is None:
+            raise _timeout_error(dep, timeout)
+        ok, value = outcome
+        if ok:
+            return value
+        raise value
 
     def _stream_sync(
         self, call: CallState, kwargs: dict[str, Any], inner: Any, outer: ModelStreamResponse
@@ -1012,7 +1003,7 @@ class ModelGateway:
     # -- lifecycle -----------------------------------------------------------------------------
     def _loop(self) -> _LoopThread:
         """The private event loop the sync driver runs hedged races on (created on first use)."""
-        with self._executor_lock:
+        with self._loop_lock:
             if self._loop_thread is None:
                 self._loop_thread = _LoopThread()
                 weakref.finalize(self, self._loop_thread.close)
@@ -1024,13 +1015,10 @@ class ModelGateway:
         Optional: the helpers are daemon threads and are also cleaned up when the gateway is
         garbage-collected; a store passed in by the caller is left to the caller.
         """
-        with self._executor_lock:
+        with self._loop_lock:
             loop_thread, self._loop_thread = self._loop_thread, None
-            executor, self._executor = self._executor, None
         if loop_thread is not None:
             loop_thread.close()
-        if executor is not None:
-            executor.shutdown(wait=False)
         if self._owns_store:
             self._store.close()
 
@@ -1168,6 +1156,28 @@ async def _aprimed(result: Any) -> Any:
 
 async def _acall_primed(model: BaseModel, kwargs: dict[str, Any]) -> Any:
     return await _aprimed(await model._acall_once(**kwargs))
+
+
+def _run_abandonable(fn: Callable[[], Any], timeout: float) -> tuple[bool, Any] | None:
+    """Run ``fn`` on a daemon thread for at most ``timeout`` seconds.
+
+    Returns ``(True, result)``, ``(False, exception)``, or None when the time ran out. A sync
+    model cannot be interrupted, so a timed-out attempt is abandoned: its thread finishes on
+    its own, and being a daemon it never holds up interpreter exit (a pool thread would).
+    """
+    box: list[tuple[bool, Any]] = []
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            box.append((True, fn()))
+        except BaseException as exc:
+            box.append((False, exc))
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name="msgflux-gateway-attempt", daemon=True).start()
+    return box[0] if done.wait(timeout) else None
 
 
 def _timeout_error(dep: Deployment, timeout: float) -> APITimeoutError:

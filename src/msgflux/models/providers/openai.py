@@ -311,31 +311,30 @@ class OpenAIModel(BaseModel):
         payload, headers = await _http.apost(endpoint, req.body, timeout, raw=req.raw)
         return req.parse(payload, headers, endpoint, req)
 
-    def _once(self, req: _Request, timeout: float | None) -> Any:
+    def _timeout(self, timeout: float | None) -> float | None:
+        """A per-call timeout, else the model's own."""
         if timeout is None:
-            timeout = self.timeout
-        else:
-            _check_timeout(timeout)
-        return self._send(req, timeout)
+            return self.timeout
+        _check_timeout(timeout)
+        return timeout
+
+    def _once(self, req: _Request, timeout: float | None) -> Any:
+        return self._send(req, self._timeout(timeout))
 
     async def _aonce(self, req: _Request, timeout: float | None) -> Any:
-        if timeout is None:
-            timeout = self.timeout
-        else:
-            _check_timeout(timeout)
-        return await self._asend(req, timeout)
+        return await self._asend(req, self._timeout(timeout))
 
-    def _run(self, req: _Request) -> Any:
+    def _run(self, req: _Request, timeout: float | None = None) -> Any:
         """The standalone path: one attempt plus up to ``max_retries`` retries."""
-        timeout = self.timeout
+        timeout = self._timeout(timeout)
         if self.max_retries == 0:
             return self._send(req, timeout)
         return call_with_retries(
             lambda: self._send(req, timeout), max_retries=self.max_retries, clock=self._clock
         )
 
-    async def _arun(self, req: _Request) -> Any:
-        timeout = self.timeout
+    async def _arun(self, req: _Request, timeout: float | None = None) -> Any:
+        timeout = self._timeout(timeout)
         if self.max_retries == 0:
             return await self._asend(req, timeout)
         return await acall_with_retries(
@@ -788,8 +787,12 @@ class OpenAIChatCompletion(OpenAIModel, ChatCompletionModel):
         generation_schema: Any = None,
         tool_schemas: list[dict[str, Any]] | None = None,
         tool_choice: str | dict[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> ModelResponse | ModelStreamResponse:
-        """Ask the model; retries transient errors ``max_retries`` times."""
+        """Ask the model; retries transient errors ``max_retries`` times.
+
+        ``timeout`` (seconds per attempt) overrides the model's ``timeout`` for this call.
+        """
         req = self._request(
             messages,
             system_prompt,
@@ -799,7 +802,7 @@ class OpenAIChatCompletion(OpenAIModel, ChatCompletionModel):
             tool_schemas,
             tool_choice,
         )
-        return self._run(req)  # type: ignore[no-any-return]
+        return self._run(req, timeout)  # type: ignore[no-any-return]
 
     async def acall(
         self,
@@ -811,6 +814,7 @@ class OpenAIChatCompletion(OpenAIModel, ChatCompletionModel):
         generation_schema: Any = None,
         tool_schemas: list[dict[str, Any]] | None = None,
         tool_choice: str | dict[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> ModelResponse | ModelStreamResponse:
         """Async form of ``__call__`` (a stream is then read with ``async for``)."""
         req = self._request(
@@ -822,7 +826,7 @@ class OpenAIChatCompletion(OpenAIModel, ChatCompletionModel):
             tool_schemas,
             tool_choice,
         )
-        return await self._arun(req)  # type: ignore[no-any-return]
+        return await self._arun(req, timeout)  # type: ignore[no-any-return]
 
     def _call_once(
         self,
