@@ -244,16 +244,6 @@ class CallState:
             return self._attempt(dep, now + delay, delay)
         return self._next(now, dep)
 
-    def skipped(self, reason: str, now: float, wall: float, retry_at: float | None = None) -> Step:
-        """The current deployment was not called (circuit open, rate limit, ...)."""
-        dep = self.deployments[self._pos]
-        self.attempts.append(
-            Attempt(dep.name, dep.provider, dep.model_id, 0, None, wall, 0.0, reason, retry_at)
-        )
-        self._number -= 1
-        self.total -= 1
-        return self._next(now, dep)
-
     def succeeded(
         self, began: float, now: float, wall: float, hedge: bool = False, step: Step | None = None
     ) -> Deployment:
