@@ -503,32 +503,45 @@ def _live_pool(ep: Endpoint) -> urllib3.HTTPConnectionPool:
     return pool
 
 
-def post(
-    ep: Endpoint, body: bytes, timeout: float | None = None, *, raw: bool = False
-) -> tuple[Any, Mapping[str, str]]:
-    """POST ``body``; return the decoded JSON answer (or its bytes with ``raw``) and headers."""
+def _urlopen(
+    ep: Endpoint, body: bytes, timeout: float | None, stream: bool
+) -> urllib3.BaseHTTPResponse:
     try:
-        resp = _live_pool(ep).urlopen(
+        return _live_pool(ep).urlopen(
             "POST",
             ep._path,
             body=body,
             headers=ep.headers,
-            timeout=_sync_timeout(timeout, False),
+            timeout=_sync_timeout(timeout, stream),
             retries=False,
             redirect=False,
             assert_same_host=False,
+            preload_content=not stream,
         )
     except Exception as exc:
         _raise_transport(exc, ep, timeout)
-    data = resp.data
-    if resp.status >= 300:
-        _raise_status(ep, resp.status, data, resp.headers)
+
+
+def _decoded(
+    ep: Endpoint, status: int, data: bytes, headers: Mapping[str, str], raw: bool
+) -> tuple[Any, Mapping[str, str]]:
+    """The answer of a whole (non-stream) response, or its typed error."""
+    if status >= 300:
+        _raise_status(ep, status, data, headers)
     if raw:
-        return data, resp.headers
+        return data, headers
     try:
-        return orjson.loads(data), resp.headers
+        return orjson.loads(data), headers
     except orjson.JSONDecodeError as exc:
         raise _invalid_json(ep, data, exc) from None
+
+
+def post(
+    ep: Endpoint, body: bytes, timeout: float | None = None, *, raw: bool = False
+) -> tuple[Any, Mapping[str, str]]:
+    """POST ``body``; return the decoded JSON answer (or its bytes with ``raw``) and headers."""
+    resp = _urlopen(ep, body, timeout, False)
+    return _decoded(ep, resp.status, resp.data, resp.headers, raw)
 
 
 def post_stream(
@@ -539,20 +552,7 @@ def post_stream(
     ``timeout`` bounds connecting and each wait for data. Closing the iterator early closes
     the connection; reading it to the end returns the connection to the pool.
     """
-    try:
-        resp = _live_pool(ep).urlopen(
-            "POST",
-            ep._path,
-            body=body,
-            headers=ep.headers,
-            timeout=_sync_timeout(timeout, True),
-            retries=False,
-            redirect=False,
-            assert_same_host=False,
-            preload_content=False,
-        )
-    except Exception as exc:
-        _raise_transport(exc, ep, timeout)
+    resp = _urlopen(ep, body, timeout, True)
     if resp.status >= 300:
         try:
             data = resp.read()
@@ -690,14 +690,7 @@ async def apost(
             headers = resp.headers
     except Exception as exc:
         _raise_transport(exc, ep, timeout)
-    if status >= 300:
-        _raise_status(ep, status, data, headers)
-    if raw:
-        return data, headers
-    try:
-        return orjson.loads(data), headers
-    except orjson.JSONDecodeError as exc:
-        raise _invalid_json(ep, data, exc) from None
+    return _decoded(ep, status, data, headers, raw)
 
 
 async def apost_stream(
