@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from msgflux.models.gateway import Breaker, Policy
-from msgflux.models.gateway.state import FAILURE, IGNORED, SUCCESS, Admission
+from msgflux.models.gateway.state import FAILURE, IGNORED, SUCCESS, Admission, Settlement
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
@@ -30,14 +30,14 @@ class StoreContract:
         for _ in range(n):
             adm = store.admit([p], now)
             assert adm.index == 0, adm
-            store.settle(p, adm, FAILURE, now, retry_after=retry_after)
+            store.settle(Settlement(p, adm, FAILURE, now, retry_after=retry_after))
 
     @staticmethod
     def succeed(store: Any, p: Policy, now: float, n: int = 1) -> None:
         for _ in range(n):
             adm = store.admit([p], now)
             assert adm.index == 0, adm
-            store.settle(p, adm, SUCCESS, now)
+            store.settle(Settlement(p, adm, SUCCESS, now))
 
     @staticmethod
     def snap(store: Any, p: Policy, now: float) -> dict[str, Any]:
@@ -84,7 +84,7 @@ class StoreContract:
         p = policy(breaker=Breaker(failure_threshold=1, failure_rate=None))
         for _ in range(5):
             adm = store.admit([p], T0)
-            store.settle(p, adm, IGNORED, T0)
+            store.settle(Settlement(p, adm, IGNORED, T0))
         assert self.snap(store, p, T0)["breaker"] == "closed"
 
     # -- breaker: failure rate -----------------------------------------------------------------
@@ -125,7 +125,7 @@ class StoreContract:
         other = store.admit([p], T0 + 10.5)
         assert other.index == -1
         assert other.skips[0].reason == "circuit half-open, probe in flight"
-        store.settle(p, probe, SUCCESS, T0 + 11)
+        store.settle(Settlement(p, probe, SUCCESS, T0 + 11))
         assert self.snap(store, p, T0 + 11)["breaker"] == "closed"
         assert not store.admit([p], T0 + 11).probe
 
@@ -135,13 +135,13 @@ class StoreContract:
         for expected in (20, 35, 35):
             probe = store.admit([p], now)
             assert probe.probe
-            store.settle(p, probe, FAILURE, now)
+            store.settle(Settlement(p, probe, FAILURE, now))
             s = self.snap(store, p, now)
             assert s["breaker"] == "open"
             assert s["reopens_at"] == pytest.approx(now + expected)
             now += expected
         probe = store.admit([p], now)
-        store.settle(p, probe, SUCCESS, now)
+        store.settle(Settlement(p, probe, SUCCESS, now))
         # closed again: the next opening starts from open_for once more
         self.fail(store, p, now)
         assert self.snap(store, p, now)["reopens_at"] == pytest.approx(now + 10)
@@ -160,7 +160,7 @@ class StoreContract:
     def test_ignored_probe_frees_the_slot(self, store: Any) -> None:
         p = self._opened(store)
         probe = store.admit([p], T0 + 10)
-        store.settle(p, probe, IGNORED, T0 + 10)
+        store.settle(Settlement(p, probe, IGNORED, T0 + 10))
         again = store.admit([p], T0 + 10)
         assert again.probe and again.index == 0
 
@@ -176,23 +176,24 @@ class StoreContract:
         b = store.admit([p], T0 + 10)
         assert a.probe and b.probe
         assert store.admit([p], T0 + 10).index == -1
-        store.settle(p, a, FAILURE, T0 + 10)
+        store.settle(Settlement(p, a, FAILURE, T0 + 10))
         assert self.snap(store, p, T0 + 10)["breaker"] == "open"
-        store.settle(p, b, SUCCESS, T0 + 10)  # a late probe cannot close a re-opened breaker
+        # a late probe cannot close a re-opened breaker
+        store.settle(Settlement(p, b, SUCCESS, T0 + 10))
         assert self.snap(store, p, T0 + 10)["breaker"] == "open"
 
     def test_late_results_do_not_move_an_open_breaker(self, store: Any) -> None:
         p = policy(breaker=Breaker(failure_threshold=1, open_for=10))
         early = store.admit([p], T0)
         self.fail(store, p, T0)
-        store.settle(p, early, SUCCESS, T0 + 1)
+        store.settle(Settlement(p, early, SUCCESS, T0 + 1))
         assert self.snap(store, p, T0 + 1)["breaker"] == "open"
 
     def test_slow_success_counts_as_failure(self, store: Any) -> None:
         p = policy(breaker=Breaker(failure_threshold=2, slow_call_duration=1.0))
         for _ in range(2):
             adm = store.admit([p], T0)
-            store.settle(p, adm, SUCCESS, T0, duration=1.5)
+            store.settle(Settlement(p, adm, SUCCESS, T0, duration=1.5))
         assert self.snap(store, p, T0)["breaker"] == "open"
 
     # -- several candidates --------------------------------------------------------------------
@@ -233,10 +234,10 @@ class StoreContract:
     def test_tpm_counts_reported_tokens(self, store: Any) -> None:
         p = policy(breaker=None, tpm=1000)
         adm = store.admit([p], T0)
-        store.settle(p, adm, SUCCESS, T0, tokens=600)
+        store.settle(Settlement(p, adm, SUCCESS, T0, tokens=600))
         adm = store.admit([p], T0 + 5)
         assert adm.index == 0
-        store.settle(p, adm, SUCCESS, T0 + 5, tokens=500)
+        store.settle(Settlement(p, adm, SUCCESS, T0 + 5, tokens=500))
         skip = store.admit([p], T0 + 6)
         assert skip.index == -1 and skip.skips[0].reason == "tpm limit"
         assert skip.skips[0].retry_at == pytest.approx(T0 + 60)
@@ -250,7 +251,7 @@ class StoreContract:
         assert a.index == b.index == 0
         full = store.admit([p], T0)
         assert full.index == -1 and full.skips[0].reason == "max_concurrency reached"
-        store.settle(p, a, IGNORED, T0 + 1)
+        store.settle(Settlement(p, a, IGNORED, T0 + 1))
         c = store.admit([p], T0 + 1)
         assert c.index == 0
         assert store.admit([p], T0 + 1).index == -1
@@ -281,6 +282,6 @@ class StoreContract:
         p = policy(breaker=Breaker(failure_threshold=1))
         adm = await store.aadmit([p], T0)
         assert isinstance(adm, Admission) and adm.index == 0
-        await store.asettle(p, adm, FAILURE, T0)
+        await store.asettle(Settlement(p, adm, FAILURE, T0))
         adm = await store.aadmit([p], T0)
         assert adm.index == -1

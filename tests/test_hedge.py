@@ -15,7 +15,7 @@ import pytest
 
 from msgflux import Breaker, Hedge, ManualClock, ModelGateway
 from msgflux.exceptions import InternalServerError, ModelRouterError
-from msgflux.models.gateway.state import FAILURE
+from msgflux.models.gateway.state import FAILURE, Settlement
 from msgflux.models.model import Model
 from tests.fakes import Scripted
 from tests.upstream import Reply, Upstream
@@ -210,7 +210,7 @@ async def test_a_hedge_skips_an_open_deployment(mode: str) -> None:
     gw = gateway(a, b, c, clock=ManualClock(), breaker=Breaker(failure_threshold=1))
     policy = gw._deployments[1].policy
     now = gw._clock.time()
-    gw._store.settle(policy, gw._store.admit([policy], now), FAILURE, now)
+    gw._store.settle(Settlement(policy, gw._store.admit([policy], now), FAILURE, now))
     resp = await run(gw, mode)
     meta = resp.metadata.gateway
     assert meta["model_name"] == "c" and meta["hedged"] is True

@@ -34,6 +34,7 @@ from msgflux.models.gateway.state import (
     DeploymentState,
     MemoryStore,
     Policy,
+    Settlement,
 )
 from tests.redis_server import RedisServer
 from tests.store_contract import T0, StoreContract
@@ -261,9 +262,8 @@ def _replay(redis_store: Any, ops: list[Op]) -> int:
             if a.index < 0:
                 continue
             p = cands[a.index]
-            kw = {"tokens": tokens, "retry_after": retry_after, "duration": duration}
-            memory.settle(p, a, outcome, now, **kw)
-            redis_store.settle(p, b, outcome, now, **kw)
+            memory.settle(Settlement(p, a, outcome, now, tokens, retry_after, duration))
+            redis_store.settle(Settlement(p, b, outcome, now, tokens, retry_after, duration))
         for p in policies.values():
             if p.active:
                 expected = _normalized(memory.state(p))
@@ -303,8 +303,8 @@ class _AsyncAsSync:
     def admit(self, *args: Any) -> Admission:
         return self.loop.run_until_complete(self.store.aadmit(*args))
 
-    def settle(self, *args: Any, **kwargs: Any) -> None:
-        self.loop.run_until_complete(self.store.asettle(*args, **kwargs))
+    def settle(self, s: Settlement) -> None:
+        self.loop.run_until_complete(self.store.asettle(s))
 
 
 def test_async_path_matches_python_on_random_sequences(store: RedisState) -> None:
@@ -323,7 +323,7 @@ def test_async_path_matches_python_on_random_sequences(store: RedisState) -> Non
 def _exercise(store: RedisState, p: Policy, now: float = T0) -> None:
     for _ in range(3):
         adm = store.admit([p], now)
-        store.settle(p, adm, FAILURE, now, tokens=7)
+        store.settle(Settlement(p, adm, FAILURE, now, tokens=7))
 
 
 def _limited(name: str = "a") -> Policy:
@@ -359,7 +359,7 @@ def test_state_stays_bounded(store: RedisState, redis_url: str) -> None:
         now += 0.5
         adm = store.admit([p], now)
         if adm.index == 0:
-            store.settle(p, adm, SUCCESS if i % 3 else FAILURE, now, tokens=3)
+            store.settle(Settlement(p, adm, SUCCESS if i % 3 else FAILURE, now, tokens=3))
     client = redis.Redis.from_url(redis_url)
     prefix = "{" + store.namespace + "}:"
     assert client.zcard(prefix + "r:b|mock/m") <= 50
@@ -389,7 +389,7 @@ def test_namespaces_never_interfere(redis_url: str) -> None:
     b = RedisState(redis_url, namespace="team-b")
     p = Policy("x", "mock", "m", breaker=Breaker(failure_threshold=1), rpm=1)
     adm = a.admit([p], T0)
-    a.settle(p, adm, FAILURE, T0)
+    a.settle(Settlement(p, adm, FAILURE, T0))
     assert a.admit([p], T0 + 1).index == -1
     assert b.admit([p], T0 + 1).index == 0  # its own breaker and its own rpm slot
     a.close()
@@ -403,7 +403,7 @@ def test_two_stores_with_one_namespace_share_state(redis_url: str) -> None:
     p = Policy("x", "mock", "m", breaker=Breaker(failure_threshold=2, open_for=10))
     for s in (a, b):
         adm = s.admit([p], T0)
-        s.settle(p, adm, FAILURE, T0)
+        s.settle(Settlement(p, adm, FAILURE, T0))
     skip = a.admit([p], T0 + 1)
     assert skip.index == -1 and skip.skips[0].retry_at == T0 + 10
     assert b.snapshot([p], T0 + 1)[0]["breaker"] == "open"
@@ -428,9 +428,9 @@ def test_redis_down_serves_locally_and_resumes(
         t = time.perf_counter()
         adm = s.admit([p], T0)
         assert adm.index == 0
-        s.settle(p, adm, SUCCESS, T0)
+        s.settle(Settlement(p, adm, SUCCESS, T0))
         slowest = max(slowest, time.perf_counter() - t)
-    s.settle(p, held, FAILURE, T0)  # Redis admitted it, Redis is gone: counted locally
+    s.settle(Settlement(p, held, FAILURE, T0))  # Redis admitted it, Redis is gone: counted locally
     assert slowest < 0.05 + 0.03
     info = s.info()
     assert info["healthy"] is False and info["serving"] == "local" and info["outages"] == 1
@@ -447,7 +447,7 @@ def test_redis_down_serves_locally_and_resumes(
     for _ in range(2):
         adm = s.admit([p], T0 + 1)
         assert isinstance(adm.token, str)
-        s.settle(p, adm, FAILURE, T0 + 1)
+        s.settle(Settlement(p, adm, FAILURE, T0 + 1))
     assert other.admit([p], T0 + 2).index == -1  # the other process sees it again
     s.close()
     other.close()
@@ -457,7 +457,7 @@ def test_redis_frozen_costs_at_most_the_timeout(redis_server: RedisServer) -> No
     """A Redis that stops answering (SIGSTOP) costs one call at most ``timeout``."""
     s = RedisState(redis_server.url, namespace=fresh_namespace(), timeout=0.05)
     p = Policy("x", "mock", "m", breaker=Breaker())
-    s.settle(p, s.admit([p], T0), SUCCESS, T0)  # connected, scripts loaded
+    s.settle(Settlement(p, s.admit([p], T0), SUCCESS, T0))  # connected, scripts loaded
     assert redis_server.proc is not None
     os.kill(redis_server.proc.pid, signal.SIGSTOP)
     try:
@@ -465,7 +465,7 @@ def test_redis_frozen_costs_at_most_the_timeout(redis_server: RedisServer) -> No
         for _ in range(50):
             t = time.perf_counter()
             adm = s.admit([p], T0)
-            s.settle(p, adm, SUCCESS, T0)
+            s.settle(Settlement(p, adm, SUCCESS, T0))
             times.append(time.perf_counter() - t)
         assert max(times) < 0.05 + 0.04
         # A timeout is verified (one PING from a thread) before the store goes local, so
@@ -483,7 +483,7 @@ def test_redis_never_reachable_from_the_start(caplog: pytest.LogCaptureFixture) 
     s = RedisState(f"redis://127.0.0.1:{free_port()}/0", timeout=0.05)
     p = Policy("x", "mock", "m", breaker=Breaker(failure_threshold=1))
     adm = s.admit([p], T0)
-    s.settle(p, adm, FAILURE, T0)
+    s.settle(Settlement(p, adm, FAILURE, T0))
     assert s.admit([p], T0 + 1).index == -1  # the local breaker works meanwhile
     assert s.snapshot([p], T0 + 1)[0]["breaker"] == "open"
     assert s.info()["healthy"] is False
@@ -495,12 +495,12 @@ async def test_async_path_falls_back_and_resumes(redis_server: RedisServer) -> N
     p = Policy("x", "mock", "m", breaker=Breaker(failure_threshold=1), max_concurrency=100)
     adm = await s.aadmit([p], T0)
     assert isinstance(adm.token, str) and adm.token
-    await s.asettle(p, adm, SUCCESS, T0)
+    await s.asettle(Settlement(p, adm, SUCCESS, T0))
     redis_server.kill()
     results = await asyncio.gather(*(s.aadmit([p], T0) for _ in range(50)))
     assert all(r.index == 0 for r in results)
     for r in results:
-        await s.asettle(p, r, IGNORED, T0)
+        await s.asettle(Settlement(p, r, IGNORED, T0))
     assert not s.healthy
     redis_server.start()
     for _ in range(500):
@@ -510,7 +510,7 @@ async def test_async_path_falls_back_and_resumes(redis_server: RedisServer) -> N
     assert s.healthy
     adm = await s.aadmit([p], T0)
     assert isinstance(adm.token, str) and adm.token
-    await s.asettle(p, adm, FAILURE, T0)
+    await s.asettle(Settlement(p, adm, FAILURE, T0))
     assert (await s.aadmit([p], T0 + 1)).index == -1
     await s.aclose()
     s.close()
@@ -567,7 +567,7 @@ def test_password_db_and_unix_socket_from_the_url(tmp_path: Any) -> None:
         ):
             s = RedisState(url, namespace=fresh_namespace())
             adm = s.admit([p], T0)
-            s.settle(p, adm, FAILURE, T0)
+            s.settle(Settlement(p, adm, FAILURE, T0))
             assert s.admit([p], T0 + 1).index == -1 and s.healthy, s.info()
             s.close()
         client = redis.Redis(port=server.port, password="s3cret", db=3)
@@ -588,7 +588,7 @@ def test_falls_back_to_scripts_where_functions_are_not_allowed(redis_server: Red
     s = RedisState(f"redis://nofn:pw@127.0.0.1:{redis_server.port}/0")
     p = Policy("x", "mock", "m", breaker=Breaker(failure_threshold=1))
     adm = s.admit([p], T0)
-    s.settle(p, adm, FAILURE, T0)
+    s.settle(Settlement(p, adm, FAILURE, T0))
     assert s.admit([p], T0 + 1).index == -1
     assert s.healthy and s._functions is False
     from msgflux.models.gateway.redis_state import _ADMIT, _SETTLE
@@ -611,7 +611,7 @@ def test_threads_share_one_store(store: RedisState) -> None:
             adm = store.admit([p], T0)
             if adm.index == 0:
                 admitted += 1
-                store.settle(p, adm, SUCCESS, T0)
+                store.settle(Settlement(p, adm, SUCCESS, T0))
         return admitted
 
     with ThreadPoolExecutor(8) as pool:
@@ -624,7 +624,7 @@ def test_one_store_many_event_loops(store: RedisState) -> None:
 
     async def fail_once() -> None:
         adm = await store.aadmit([p], T0)
-        await store.asettle(p, adm, FAILURE, T0)
+        await store.asettle(Settlement(p, adm, FAILURE, T0))
 
     for _ in range(3):  # each asyncio.run: a new loop, a new connection, closed at its end
         asyncio.run(fail_once())
@@ -635,7 +635,7 @@ async def test_concurrent_calls_of_one_loop_share_lua_calls(store: RedisState) -
     """Operations started in the same loop iteration ride in one Lua call, applied in turn."""
     p = Policy("x", "mock", "m", breaker=Breaker(failure_threshold=1, open_for=10), rpm=10)
     first = await store.aadmit([p], T0)  # opens the connection
-    await store.asettle(p, first, FAILURE, T0)
+    await store.asettle(Settlement(p, first, FAILURE, T0))
     admin = store._client()
     admin.config_resetstat()
     probes = await asyncio.gather(*(store.aadmit([p], T0 + 10) for _ in range(50)))
@@ -647,8 +647,10 @@ async def test_concurrent_calls_of_one_loop_share_lua_calls(store: RedisState) -
     )
     assert lua_calls < 10  # 50 admissions, a handful of round trips
     winner = next(a for a in probes if a.probe)
-    await store.asettle(p, winner, SUCCESS, T0 + 10)
+    await store.asettle(Settlement(p, winner, SUCCESS, T0 + 10))
     admitted = await asyncio.gather(*(store.aadmit([p], T0 + 11) for _ in range(50)))
     assert sum(a.index == 0 for a in admitted) == 8  # rpm=10: 2 slots were used before
-    await asyncio.gather(*(store.asettle(p, a, SUCCESS, T0 + 11) for a in admitted if a.index == 0))
+    await asyncio.gather(
+        *(store.asettle(Settlement(p, a, SUCCESS, T0 + 11)) for a in admitted if a.index == 0)
+    )
     await store.aclose()

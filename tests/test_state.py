@@ -8,6 +8,7 @@ from msgflux.models.gateway import MemoryStore, StateStore
 from msgflux.models.gateway.state import (
     FAILURE,
     DeploymentState,
+    Settlement,
     admit_first,
     resolve_store,
 )
@@ -28,7 +29,7 @@ def test_state_round_trips_through_plain_data() -> None:
     store = MemoryStore()
     p = policy(rpm=5, tpm=100, max_concurrency=2)
     adm = store.admit([p], T0)
-    store.settle(p, adm, FAILURE, T0, tokens=7)
+    store.settle(Settlement(p, adm, FAILURE, T0, tokens=7))
     st = store.state(p)
     data = st.to_dict()
     import json

@@ -82,6 +82,7 @@ from msgflux.models.gateway.state import (
     DeploymentState,
     MemoryStore,
     Policy,
+    Settlement,
     Skip,
     snapshot_state,
 )
@@ -913,24 +914,19 @@ class RedisState:
             self._local.learn(policy, int(raw[0]), float(raw[1]), float(raw[2]))
 
     @staticmethod
-    def _settle_op(
-        admission: Admission,
-        outcome: int,
-        now: float,
-        tokens: int,
-        retry_after: float,
-        duration: float,
-    ) -> bytes:
+    def _settle_op(s: Settlement) -> bytes:
+        admission = s.admission
         token = admission.token
+        retry_after = s.retry_after
         return b"".join(
             (
-                _float(now),
-                _int(outcome),
+                _float(s.now),
+                _int(s.outcome),
                 _INTS[1] if admission.probe else _INTS[0],
                 bulk(token) if token else _EMPTY_BULK,
-                _int(int(tokens)),
+                _int(int(s.tokens)),
                 _float(retry_after) if retry_after else _INTS[0],
-                _float(duration),
+                _float(s.duration),
             )
         )
 
@@ -1089,69 +1085,35 @@ class RedisState:
             return self._local_admit(candidates, now, probe_when_all_open)
         return self._finish_admit(candidates, raw, token, stop)
 
-    def settle(
-        self,
-        policy: Policy,
-        admission: Admission,
-        outcome: int,
-        now: float,
-        *,
-        tokens: int = 0,
-        retry_after: float = 0.0,
-        duration: float = 0.0,
-    ) -> None:
+    def settle(self, s: Settlement) -> None:
         """One atomic script: free the lease and probe slot, count tokens, move the breaker."""
+        policy = s.policy
         if not policy.active:
             return
-        if isinstance(admission.token, str) and self._healthy:
-            op = self._settle_op(admission, outcome, now, tokens, retry_after, duration)
+        if isinstance(s.admission.token, str) and self._healthy:
+            op = self._settle_op(s)
             try:
                 raw = self._run(_SETTLE, self._compile(policy).settle, (op,))[0]
                 self._learn_settle(policy, raw)
                 return
             except (RedisError, OSError) as exc:
                 self._failed(exc)
-        self._local.settle(
-            policy,
-            _as_local(admission),
-            outcome,
-            now,
-            tokens=tokens,
-            retry_after=retry_after,
-            duration=duration,
-        )
+        self._local.settle(_as_local(s))
 
-    async def asettle(
-        self,
-        policy: Policy,
-        admission: Admission,
-        outcome: int,
-        now: float,
-        *,
-        tokens: int = 0,
-        retry_after: float = 0.0,
-        duration: float = 0.0,
-    ) -> None:
+    async def asettle(self, s: Settlement) -> None:
         """Async :meth:`settle`."""
+        policy = s.policy
         if not policy.active:
             return
-        if isinstance(admission.token, str) and self._healthy:
-            op = self._settle_op(admission, outcome, now, tokens, retry_after, duration)
+        if isinstance(s.admission.token, str) and self._healthy:
+            op = self._settle_op(s)
             try:
                 raw = await self._acall(_SETTLE, self._compile(policy).settle, op)
                 self._learn_settle(policy, raw)
                 return
             except (RedisError, OSError) as exc:
                 self._failed(exc)
-        self._local.settle(
-            policy,
-            _as_local(admission),
-            outcome,
-            now,
-            tokens=tokens,
-            retry_after=retry_after,
-            duration=duration,
-        )
+        self._local.settle(_as_local(s))
 
     def snapshot(self, policies: Sequence[Policy], now: float) -> list[dict[str, Any]]:
         """Per policy, :func:`snapshot_state` of its shared state (local while degraded)."""
@@ -1285,11 +1247,14 @@ def _distribute(futures: list[asyncio.Future[Any]], sent: asyncio.Future[Any]) -
             fut.set_result(answer)
 
 
-def _as_local(admission: Admission) -> Admission:
-    """An admission of Redis's, settled locally: nothing of the local leases is held."""
-    if isinstance(admission.token, str):
-        return Admission(admission.index, admission.probe, admission.skips, 0.0)
-    return admission
+def _as_local(s: Settlement) -> Settlement:
+    """A settlement of an admission of Redis's, settled locally: nothing of the local leases
+    is held."""
+    adm = s.admission
+    if not isinstance(adm.token, str):
+        return s
+    local = Admission(adm.index, adm.probe, adm.skips, 0.0)
+    return Settlement(s.policy, local, s.outcome, s.now, s.tokens, s.retry_after, s.duration)
 
 
 def _decode_state(
