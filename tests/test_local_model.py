@@ -132,7 +132,7 @@ def test_bad_model_id() -> None:
         ({"messages": "hi", "system_prompt": 3}, TypeError, "system_prompt must be a str"),
         ({"messages": "hi", "prefilling": 3}, TypeError, "prefilling must be a str"),
         ({"messages": "hi", "stream": "yes"}, TypeError, "stream must be a bool"),
-        ({"messages": "hi", "timeout": 0}, ValueError, "timeout must be > 0"),
+        ({"messages": "hi", "timeout": 0}, ValueError, "timeout must be a positive number"),
         ({"messages": "hi", "generation_schema": dict}, TypeError, "generation_schema must be"),
         (
             {"messages": "hi", "tool_schemas": [{"type": "function"}], "tool_choice": "required"},

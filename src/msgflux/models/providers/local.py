@@ -49,6 +49,15 @@ from msgflux.exceptions import (
     ContextWindowExceededError,
 )
 from msgflux.models.base import BaseModel
+from msgflux.models.providers._chat import chat_messages, schema_and_decoder
+from msgflux.models.providers._params import (
+    check_int,
+    check_number,
+    check_stop,
+    check_str,
+    check_timeout,
+    type_name,
+)
 from msgflux.models.registry import register
 from msgflux.models.response import ModelResponse, ModelStreamResponse
 from msgflux.models.types import ChatCompletionModel, TextEmbedderModel
@@ -85,56 +94,16 @@ _LOCK_POLL = 0.05
 
 
 # -- validation -------------------------------------------------------------------------------
-def _check_int(name: str, value: Any, *, minimum: int, optional: bool = False) -> int | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        accepted = "an int or None" if optional else "an int"
-        raise TypeError(f"{name} must be {accepted}, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _check_float(
-    name: str,
-    value: Any,
-    *,
-    minimum: float,
-    maximum: float | None = None,
-    exclusive_minimum: bool = False,
-) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number or None, got {type(value).__name__}")
-    number = float(value)
-    too_low = number <= minimum if exclusive_minimum else number < minimum
-    if too_low or (maximum is not None and number > maximum) or math.isnan(number):
-        low = f"> {minimum:g}" if exclusive_minimum else f">= {minimum:g}"
-        high = f" and <= {maximum:g}" if maximum is not None else ""
-        raise ValueError(f"{name} must be {low}{high}, got {number:g}")
-    return number
-
-
 def _check_stop(value: Any) -> list[str] | None:
-    if value is None:
-        return None
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, (list, tuple)) or not all(isinstance(s, str) for s in items):
-        raise TypeError(f"stop must be a str, a list of str or None, got {value!r}")
-    if not all(items):
+    stop = check_stop(value)
+    # An empty stop string would match at once and cut every answer to nothing.
+    if stop is not None and not all(stop):
         raise ValueError("stop strings must be non-empty")
-    return list(items) or None
+    return stop or None
 
 
-def _check_timeout(value: Any) -> float | None:
-    return _check_float("timeout", value, minimum=0.0, exclusive_minimum=True)
-
-
-def _check_model_id(model_id: Any) -> str:
-    if not isinstance(model_id, str):
-        raise TypeError(f"model_id must be a str, got {type(model_id).__name__}")
+def _check_model_id(value: Any) -> str:
+    model_id = check_str("model_id", value, optional=False)
     if model_id.lower() in BUILTIN_MODELS:
         return model_id
     if model_id.lower().endswith(".gguf") or os.path.isfile(os.path.expanduser(model_id)):
@@ -479,7 +448,7 @@ class _ChatRequest:
     repeat_penalty: float
     stop: list[str] | None
     seed: int | None
-    schema: Any = None
+    decode: Callable[[str], Any] | None = None
     grammar: Any = field(default=None, repr=False)
 
 
@@ -531,70 +500,26 @@ def _message_text(index: int, content: Any) -> str:
         return "".join(texts)
     raise TypeError(
         f"messages[{index}]['content'] must be a str or a list of text parts, "
-        f"got {type(content).__name__}"
+        f"got {type_name(content)}"
     )
 
 
 _ROLES = ("system", "user", "assistant", "tool")
 
 
-def _normalize_messages(messages: Any, system_prompt: Any) -> list[dict[str, str]]:
-    if isinstance(messages, str):
-        chat = [{"role": "user", "content": messages}]
-    elif isinstance(messages, list):
-        if not messages:
-            raise ValueError("messages must not be empty")
-        chat = []
-        for i, message in enumerate(messages):
-            if not isinstance(message, dict):
-                raise TypeError(
-                    f"messages[{i}] must be a dict like {{'role': 'user', 'content': '...'}}, "
-                    f"got {type(message).__name__}"
-                )
-            role = message.get("role")
-            if role not in _ROLES:
-                raise ValueError(
-                    f"messages[{i}]['role'] must be one of {', '.join(_ROLES)}, got {role!r}"
-                )
-            chat.append({"role": role, "content": _message_text(i, message.get("content"))})
-    else:
-        raise TypeError(
-            f"messages must be a str or a list of message dicts, got {type(messages).__name__}"
+def _text_turn(index: int, message: dict[str, Any]) -> dict[str, str]:
+    """One of the caller's messages as llama.cpp renders it: a known role and text content."""
+    role = message.get("role")
+    if role not in _ROLES:
+        raise ValueError(
+            f"messages[{index}]['role'] must be one of {', '.join(_ROLES)}, got {role!r}"
         )
-    if system_prompt is not None:
-        if not isinstance(system_prompt, str):
-            raise TypeError(f"system_prompt must be a str or None, got {type(system_prompt)}")
-        chat.insert(0, {"role": "system", "content": system_prompt})
-    return chat
+    return {"role": role, "content": _message_text(index, message.get("content"))}
 
 
-def _json_schema(generation_schema: Any) -> dict[str, Any]:
-    """The JSON schema of a msgspec Struct or pydantic model class."""
-    if isinstance(generation_schema, type) and hasattr(generation_schema, "model_json_schema"):
-        schema = generation_schema.model_json_schema()
-    else:
-        import msgspec
-
-        if not isinstance(generation_schema, type) or not issubclass(
-            generation_schema, msgspec.Struct
-        ):
-            raise TypeError(
-                "generation_schema must be a msgspec.Struct or pydantic BaseModel subclass, "
-                f"got {generation_schema!r}"
-            )
-        schema = msgspec.json.schema(generation_schema)
-    if not isinstance(schema, dict):  # pragma: no cover - both libraries return dicts
-        raise TypeError(f"generation_schema produced a non-object schema: {schema!r}")
-    return schema
-
-
-def _decode_structured(text: str, generation_schema: Any, model_id: str) -> Any:
+def _decode_structured(text: str, decode: Callable[[str], Any], model_id: str) -> Any:
     try:
-        if hasattr(generation_schema, "model_validate_json"):
-            return generation_schema.model_validate_json(text)
-        import msgspec
-
-        return msgspec.json.decode(text, type=generation_schema)
+        return decode(text)
     except Exception as exc:
         raise APIResponseValidationError(
             f"the local model's answer does not match generation_schema "
@@ -670,9 +595,9 @@ class _LocalModel(BaseModel):
         """Validate the state (also after ``from_serialized``); the weights load lazily."""
         self.model_id = _check_model_id(getattr(self, "model_id", None))
         params = dict(getattr(self, "sampling_params", None) or {})
-        n_ctx = _check_int("n_ctx", params.get("n_ctx", self._default_n_ctx), minimum=16)
-        n_threads = _check_int("n_threads", params.get("n_threads"), minimum=1, optional=True)
-        n_batch = _check_int("n_batch", params.get("n_batch", 512), minimum=1)
+        n_ctx = check_int("n_ctx", params.get("n_ctx", self._default_n_ctx), minimum=16)
+        n_threads = check_int("n_threads", params.get("n_threads"), minimum=1, optional=True)
+        n_batch = check_int("n_batch", params.get("n_batch", 512), minimum=1)
         self.sampling_params = {"n_ctx": n_ctx, "n_threads": n_threads, "n_batch": n_batch}
         self._path: str | None = None
         self._engine_cache: _Engine | None = None
@@ -758,17 +683,17 @@ class LocalChatCompletion(_LocalModel, ChatCompletionModel):
         super()._initialize()
         run = dict(getattr(self, "sampling_run_params", None) or {})
         self.sampling_run_params = {
-            "max_tokens": _check_int("max_tokens", run.get("max_tokens", 512), minimum=1),
-            "temperature": _check_float("temperature", run.get("temperature"), minimum=0.0),
-            "top_p": _check_float(
+            "max_tokens": check_int("max_tokens", run.get("max_tokens", 512), minimum=1),
+            "temperature": check_number("temperature", run.get("temperature"), minimum=0.0),
+            "top_p": check_number(
                 "top_p", run.get("top_p"), minimum=0.0, maximum=1.0, exclusive_minimum=True
             ),
-            "top_k": _check_int("top_k", run.get("top_k"), minimum=0, optional=True),
-            "repeat_penalty": _check_float(
+            "top_k": check_int("top_k", run.get("top_k"), minimum=0, optional=True),
+            "repeat_penalty": check_number(
                 "repeat_penalty", run.get("repeat_penalty"), minimum=0.0, exclusive_minimum=True
             ),
             "stop": _check_stop(run.get("stop")),
-            "seed": _check_int("seed", run.get("seed"), minimum=0, optional=True),
+            "seed": check_int("seed", run.get("seed"), minimum=0, optional=True),
         }
 
     # -- request building (validation happens here, in the caller's thread) -------------------
@@ -781,9 +706,9 @@ class LocalChatCompletion(_LocalModel, ChatCompletionModel):
         tool_schemas: Any,
         tool_choice: Any,
     ) -> _ChatRequest:
-        chat = _normalize_messages(messages, system_prompt)
-        if prefilling is not None and not isinstance(prefilling, str):
-            raise TypeError(f"prefilling must be a str or None, got {type(prefilling).__name__}")
+        chat = chat_messages(messages, system_prompt, turn=_text_turn)
+        # Not a message: llama.cpp continues the rendered prompt from the prefilled text.
+        check_str("prefilling", prefilling)
         if tool_schemas is not None and not isinstance(tool_schemas, list):
             raise TypeError(
                 f"tool_schemas must be a list of tool dicts or None, got {type(tool_schemas)}"
@@ -807,8 +732,8 @@ class LocalChatCompletion(_LocalModel, ChatCompletionModel):
             seed=run["seed"],
         )
         if generation_schema is not None:
-            request.schema = generation_schema
-            request.grammar = json.dumps(_json_schema(generation_schema))
+            json_schema, request.decode = schema_and_decoder(generation_schema)
+            request.grammar = json.dumps(json_schema)
         return request
 
     def _compile_grammar(self, request: _ChatRequest) -> None:
@@ -837,9 +762,9 @@ class LocalChatCompletion(_LocalModel, ChatCompletionModel):
             engine.lock.release()
         text = "".join(pieces)
         response = ModelResponse()
-        if request.schema is not None:
+        if request.decode is not None:
             response.set_response_type("structured")
-            response.add(_decode_structured(text, request.schema, self.model_id))
+            response.add(_decode_structured(text, request.decode, self.model_id))
         else:
             response.set_response_type("text_generation")
             response.add(text)
@@ -996,5 +921,5 @@ def _pick(value: Any, default: Any) -> Any:
 
 
 def _deadline(timeout: Any) -> float | None:
-    seconds = _check_timeout(timeout)
+    seconds = check_timeout(timeout)
     return None if seconds is None else time.monotonic() + seconds

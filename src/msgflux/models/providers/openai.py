@@ -38,6 +38,15 @@ from msgflux.exceptions import (
     ContentPolicyError,
 )
 from msgflux.models.base import BaseModel
+from msgflux.models.providers._chat import chat_messages, schema_and_decoder
+from msgflux.models.providers._params import (
+    check_int,
+    check_number,
+    check_stop,
+    check_str,
+    check_timeout,
+    type_name,
+)
 from msgflux.models.registry import register
 from msgflux.models.response import Metadata, ModelResponse, ModelStreamResponse
 from msgflux.models.tool_call import ToolCall
@@ -102,49 +111,9 @@ _CLIENT_PARAMS = ("organization", "project", "base_url")
 
 
 # -- validation helpers ------------------------------------------------------------------------
-def _type_name(value: Any) -> str:
-    return type(value).__name__
-
-
-def _check_number(
-    name: str, value: Any, *, low: float | None = None, high: float | None = None
-) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number or None, got {_type_name(value)}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
-
-
-def _check_positive_int(name: str, value: Any, *, allow_none: bool = True) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a positive int, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-
-
-def _check_str(name: str, value: Any, *, allow_none: bool = True) -> None:
-    if value is None and allow_none:
-        return
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, got {_type_name(value)}")
-
-
-def _check_timeout(value: Any) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"timeout must be a positive number of seconds or None, got {value!r}")
-    if not value > 0:
-        raise ValueError(f"timeout must be a positive number of seconds, got {value}")
-
-
 def _check_keys(name: str, params: Any, accepted: tuple[str, ...]) -> dict[str, Any]:
     if not isinstance(params, dict):
-        raise TypeError(f"{name} must be a dict, got {_type_name(params)}")
+        raise TypeError(f"{name} must be a dict, got {type_name(params)}")
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise ValueError(f"{name} has unknown keys {unknown}; accepted: {list(accepted)}")
@@ -208,27 +177,21 @@ class OpenAIModel(BaseModel):
 
     def _initialize(self) -> None:
         """Validate the settings and prepare per-call state (also after ``from_serialized``)."""
-        model_id = getattr(self, "model_id", None)
-        if not isinstance(model_id, str):
-            raise TypeError(f"model_id must be a str, got {_type_name(model_id)}")
+        model_id = check_str("model_id", getattr(self, "model_id", None), optional=False)
         if not model_id.strip():
             raise ValueError("model_id must not be empty")
         if getattr(self, "sampling_params", None) is None:
             self.sampling_params = {"organization": None, "project": None}
         params = _check_keys("sampling_params", self.sampling_params, _CLIENT_PARAMS)
-        _check_str("organization", params.get("organization"))
-        _check_str("project", params.get("project"))
+        check_str("organization", params.get("organization"))
+        check_str("project", params.get("project"))
         base_url = params.get("base_url")
         if base_url is not None:
-            _check_str("base_url", base_url)
+            check_str("base_url", base_url)
             if not base_url.startswith(("http://", "https://")):
                 raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
-        max_retries = self.max_retries
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int):
-            raise TypeError(f"max_retries must be an int >= 0, got {max_retries!r}")
-        if max_retries < 0:
-            raise ValueError(f"max_retries must be an int >= 0, got {max_retries}")
-        _check_timeout(self.timeout)
+        check_int("max_retries", self.max_retries, minimum=0)
+        check_timeout(self.timeout)
         spec = self.spec
         if (
             base_url is None
@@ -315,8 +278,7 @@ class OpenAIModel(BaseModel):
         """A per-call timeout, else the model's own."""
         if timeout is None:
             return self.timeout
-        _check_timeout(timeout)
-        return timeout
+        return check_timeout(timeout)
 
     def _once(self, req: _Request, timeout: float | None) -> Any:
         return self._send(req, self._timeout(timeout))
@@ -359,26 +321,11 @@ _schemas: dict[type, _Schema] = {}
 
 
 def _schema_for(schema: Any) -> _Schema:
-    """JSON-schema ``response_format`` and decoder for a msgspec Struct or pydantic model."""
+    """The strict-when-possible ``response_format`` and the decoder, cached per schema class."""
     cached = _schemas.get(schema) if isinstance(schema, type) else None
     if cached is not None:
         return cached
-    if isinstance(schema, type) and issubclass(schema, msgspec.Struct):
-        json_schema = msgspec.json.schema(schema)
-        decode: Callable[[str], Any] = msgspec.json.Decoder(schema).decode
-    elif (
-        isinstance(schema, type)
-        and callable(getattr(schema, "model_json_schema", None))
-        and callable(getattr(schema, "model_validate_json", None))
-    ):
-        model: Any = schema
-        json_schema = model.model_json_schema()
-        decode = model.model_validate_json
-    else:
-        raise TypeError(
-            "generation_schema must be a msgspec.Struct or pydantic.BaseModel subclass, "
-            f"got {schema!r}"
-        )
+    json_schema, decode = schema_and_decoder(schema)
     json_schema = _inline_root(json_schema)
     strict = _strictify(json_schema)
     name = re.sub(r"[^a-zA-Z0-9_-]", "_", schema.__name__)[:64]
@@ -430,11 +377,11 @@ def _strictify(node: Any) -> bool:
 
 def _tools(tool_schemas: Any) -> list[dict[str, Any]]:
     if not isinstance(tool_schemas, (list, tuple)):
-        raise TypeError(f"tool_schemas must be a list of dicts, got {_type_name(tool_schemas)}")
+        raise TypeError(f"tool_schemas must be a list of dicts, got {type_name(tool_schemas)}")
     tools = []
     for tool in tool_schemas:
         if not isinstance(tool, dict):
-            raise TypeError(f"tool_schemas entries must be dicts, got {_type_name(tool)}")
+            raise TypeError(f"tool_schemas entries must be dicts, got {type_name(tool)}")
         if "type" in tool:
             tools.append(tool)
         elif "name" in tool:
@@ -668,7 +615,7 @@ class OpenAIChatCompletion(OpenAIModel, ChatCompletionModel):
         if run["modalities"] is None:
             run["modalities"] = ["text"]
         if stop is not None:
-            run["stop"] = stop
+            run["stop"] = list(stop) if isinstance(stop, tuple) else stop
         if reasoning_effort is not None:
             run["reasoning_effort"] = reasoning_effort
         self.sampling_run_params = run
@@ -685,15 +632,10 @@ class OpenAIChatCompletion(OpenAIModel, ChatCompletionModel):
                 "audio": None,
             }
         run = _check_keys("sampling_run_params", self.sampling_run_params, _RUN_PARAMS)
-        _check_positive_int("max_tokens", run.get("max_tokens"))
-        _check_number("temperature", run.get("temperature"), low=0, high=2)
-        _check_number("top_p", run.get("top_p"), low=0, high=1)
-        stop = run.get("stop")
-        if stop is not None and not (
-            isinstance(stop, str)
-            or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
-        ):
-            raise TypeError(f"stop must be a str or a list of str, got {stop!r}")
+        check_int("max_tokens", run.get("max_tokens"), minimum=1, optional=True)
+        check_number("temperature", run.get("temperature"), minimum=0, maximum=2)
+        check_number("top_p", run.get("top_p"), minimum=0, maximum=1)
+        check_stop(run.get("stop"))
         modalities = run.get("modalities") or ["text"]
         if not isinstance(modalities, list) or not set(modalities) <= set(_MODALITIES):
             raise ValueError(
@@ -705,7 +647,7 @@ class OpenAIChatCompletion(OpenAIModel, ChatCompletionModel):
                 f"audio must be a dict like {{'voice': 'alloy', 'format': 'wav'}}, got {audio!r}"
             )
         effort = run.get("reasoning_effort")
-        _check_str("reasoning_effort", effort)
+        check_str("reasoning_effort", effort)
         body: dict[str, Any] = {"model": self.model_id}
         if run.get("max_tokens") is not None:
             body[self.spec.max_tokens_field] = run["max_tokens"]
@@ -726,27 +668,7 @@ class OpenAIChatCompletion(OpenAIModel, ChatCompletionModel):
         tool_schemas: Any,
         tool_choice: Any,
     ) -> _Request:
-        if type(messages) is str or isinstance(messages, str):
-            chat: list[Any] = [{"role": "user", "content": messages}]
-        elif isinstance(messages, list):
-            for message in messages:
-                if not isinstance(message, dict):
-                    raise TypeError(
-                        f"messages must be a str or a list of dicts, found a {_type_name(message)}"
-                    )
-            chat = messages
-        else:
-            raise TypeError(
-                f"messages must be a str or a list of dicts, got {_type_name(messages)}"
-            )
-        if system_prompt is not None:
-            _check_str("system_prompt", system_prompt)
-            chat = [{"role": "system", "content": system_prompt}, *chat]
-        if prefilling is not None:
-            _check_str("prefilling", prefilling)
-            chat = [*chat, {"role": "assistant", "content": prefilling}]
-        if not chat:
-            raise ValueError("messages must not be empty")
+        chat = chat_messages(messages, system_prompt, prefilling)
         if stream is not True and stream is not False:
             raise TypeError(f"stream must be a bool, got {stream!r}")
         body = self._body.copy()
@@ -982,7 +904,7 @@ class OpenAITextEmbedder(OpenAIModel, TextEmbedderModel):
         if getattr(self, "sampling_run_params", None) is None:
             self.sampling_run_params = {"dimensions": None}
         run = _check_keys("sampling_run_params", self.sampling_run_params, ("dimensions",))
-        _check_positive_int("dimensions", run.get("dimensions"))
+        check_int("dimensions", run.get("dimensions"), minimum=1, optional=True)
 
     def _request(self, data: str | list[str]) -> _Request:
         if isinstance(data, str):
@@ -1113,13 +1035,13 @@ class OpenAITextToSpeech(OpenAIModel, TextToSpeechModel):
         if getattr(self, "sampling_run_params", None) is None:
             self.sampling_run_params = {"voice": "alloy", "speed": None}
         run = _check_keys("sampling_run_params", self.sampling_run_params, ("voice", "speed"))
-        _check_str("voice", run.get("voice"), allow_none=False)
-        _check_number("speed", run.get("speed"), low=0.25, high=4.0)
+        check_str("voice", run.get("voice"), optional=False)
+        check_number("speed", run.get("speed"), minimum=0.25, maximum=4.0)
 
     def _request(self, data: str, prompt: str | None, response_format: str | None) -> _Request:
-        _check_str("data", data, allow_none=False)
-        _check_str("prompt", prompt)
-        _check_str("response_format", response_format)
+        check_str("data", data, optional=False)
+        check_str("prompt", prompt)
+        check_str("response_format", response_format)
         body: dict[str, Any] = {"model": self.model_id, "input": data}
         body.update((k, v) for k, v in self.sampling_run_params.items() if v is not None)
         if prompt is not None:
@@ -1207,7 +1129,7 @@ class OpenAISpeechToText(OpenAIModel, SpeechToTextModel):
         if getattr(self, "sampling_run_params", None) is None:
             self.sampling_run_params = {"temperature": None}
         run = _check_keys("sampling_run_params", self.sampling_run_params, ("temperature",))
-        _check_number("temperature", run.get("temperature"), low=0, high=1)
+        check_number("temperature", run.get("temperature"), minimum=0, maximum=1)
 
     def _request(
         self,
@@ -1223,8 +1145,8 @@ class OpenAISpeechToText(OpenAIModel, SpeechToTextModel):
                 f"response_format must be one of {list(_TRANSCRIPT_FORMATS)}, "
                 f"got {response_format!r}"
             )
-        _check_str("prompt", prompt)
-        _check_str("language", language)
+        check_str("prompt", prompt)
+        check_str("language", language)
         fields: list[tuple[str, Any]] = [
             ("file", (filename, audio, "application/octet-stream")),
             ("model", self.model_id),
@@ -1323,7 +1245,7 @@ def _read_audio(data: Any) -> tuple[str, bytes]:
         if isinstance(content, bytes):
             return os.path.basename(str(getattr(data, "name", "audio"))), content
     raise TypeError(
-        f"data must be audio bytes, a file path or a binary file object, got {_type_name(data)}"
+        f"data must be audio bytes, a file path or a binary file object, got {type_name(data)}"
     )
 
 
@@ -1391,11 +1313,11 @@ class OpenAITextToImage(OpenAIModel, TextToImageModel):
             self.sampling_run_params = {"size": None, "quality": None, "background": None}
         run = _check_keys("sampling_run_params", self.sampling_run_params, _IMAGE_PARAMS)
         for name in _IMAGE_PARAMS:
-            _check_str(name, run.get(name))
+            check_str(name, run.get(name))
 
     def _request(self, prompt: str, response_format: str | None, n: int) -> _Request:
-        _check_str("prompt", prompt, allow_none=False)
-        _check_positive_int("n", n, allow_none=False)
+        check_str("prompt", prompt, optional=False)
+        check_int("n", n, minimum=1)
         body: dict[str, Any] = {"model": self.model_id, "prompt": prompt, "n": n}
         body.update((k, v) for k, v in self.sampling_run_params.items() if v is not None)
         if response_format is not None:
