@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.common import Instant, percentile, start_upstream, write_section
-from msgflux import Model, ModelGateway, _http
+from msgflux import Model, ModelGateway, _transport
 
 SECTION = "## Gateway (issue 3)"
 COMMAND = ".venv/bin/python -m bench.gateway --write"
@@ -126,7 +126,7 @@ def failover(base_url: str, calls: int, rounds: int) -> dict[str, dict[str, floa
             samples["async failover"] += await alatencies(
                 lambda: failing.acall(messages="hi"), calls
             )
-        await _http.aclose()
+        await _transport.aclose()
 
     asyncio.run(arun())
     for name, values in samples.items():

@@ -33,7 +33,7 @@ import orjson
 import urllib3
 
 from bench.common import ROOT, start_upstream, write_section
-from msgflux import Model, _http
+from msgflux import Model, _transport
 from msgflux.models.providers.openai import OpenAIChatCompletion
 
 SECTION = "## Transport (issue 2)"
@@ -93,7 +93,7 @@ async def bench_async(
             order = [("bare", bare), ("model", ours)]
             for name, fn in order if i % 2 == 0 else order[::-1]:
                 results[name].append(await run_concurrently(fn, calls, workers))
-    await _http.aclose()
+    await _transport.aclose()
     return results
 
 
@@ -233,7 +233,7 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(10)
-        _http.close_pools()
+        _transport.close_pools()
     text = report(args, async_res, sync_res)
     print(text)
     if args.write:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from msgflux import _http
+from msgflux import _transport
 from tests.redis_server import redis_server, redis_url  # noqa: F401  (fixtures)
 from tests.upstream import Upstream, closed_port_url
 
@@ -34,7 +34,7 @@ def make_upstream() -> Iterator[Callable[[], Upstream]]:
     yield make
     for server in servers:
         server.stop()
-    _http.close_pools()
+    _transport.close_pools()
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from typing import Any
 
@@ -69,19 +70,30 @@ async def test_non_transient_errors_are_not_retried(mode: str) -> None:
 
 
 @MODES
-async def test_backoff_is_full_jitter_exponential_within_base_and_cap(mode: str) -> None:
+@pytest.mark.parametrize(
+    ("draw", "expected"), [(1.0, [1.0, 2.0, 3.0, 3.0]), (0.5, [0.5, 1.0, 1.5, 1.5])]
+)
+async def test_backoff_is_full_jitter_exponential_within_base_and_cap(
+    mode: str, draw: float, expected: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sleeps are draw * min(cap, base * 2**(n-1)): swapping base and cap gives [1, 1, 1, 1]."""
+    monkeypatch.setattr(random, "random", lambda: draw)
     clock = ManualClock()
     a = Scripted("a", [err500()] * 5)
     gateway = ModelGateway(
-        deployments(a, Scripted("b")),
-        max_retries=4,
-        backoff_base=1.0,
-        backoff_cap=3.0,
-        clock=clock,
-        wait=wait_exponential_jitter(1.0, 3.0, rng=lambda: 1.0),
+        deployments(a, Scripted("b")), max_retries=4, backoff_base=1.0, backoff_cap=3.0, clock=clock
     )
     await run(gateway, mode, messages="hi")
-    assert clock.sleeps == [1.0, 2.0, 3.0, 3.0]
+    assert clock.sleeps == expected
+
+
+def test_wait_cannot_be_combined_with_backoff_base_or_cap() -> None:
+    with pytest.raises(ValueError, match="wait="):
+        ModelGateway(
+            deployments(Scripted("a"), Scripted("b")),
+            backoff_base=1.0,
+            wait=wait_exponential_jitter(1.0, 3.0),
+        )
 
 
 @MODES

@@ -48,7 +48,7 @@ def test_unknown_key_names_it_and_the_accepted_keys() -> None:
 
 
 def test_duplicate_model_name_is_value_error() -> None:
-    with pytest.raises(ValueError, match="duplicate model_name 'a'"):
+    with pytest.raises(ValueError, match="Duplicate model name found: `a`"):
         ModelGateway([{"model_name": "a", "model": Scripted("a")}] * 2)
 
 
@@ -64,7 +64,7 @@ def test_model_not_a_base_model_is_type_error() -> None:
 
 
 def test_models_of_different_types_is_type_error() -> None:
-    with pytest.raises(TypeError, match="same model_type"):
+    with pytest.raises(TypeError, match="must be of the same `model_type`"):
         ModelGateway(
             [{"model_name": "a", "model": Scripted("a")}, {"model_name": "b", "model": Embedder()}]
         )
@@ -86,7 +86,7 @@ def test_model_without_identity_attribute_is_attribute_error(attr: str) -> None:
 
 @pytest.mark.parametrize(
     "windows",
-    [[("25:00", "07:00")], [("7:00", "08:00")], [("23:00", "24:00")], [("aa:bb", "07:00")]],
+    [[("25:00", "07:00")], [("7:70", "08:00")], [("23:00", "24:00")], [("aa:bb", "07:00")]],
 )
 def test_bad_time_format_is_value_error(windows: Any) -> None:
     with pytest.raises(ValueError, match="HH:MM"):
@@ -132,7 +132,7 @@ def test_bad_options_name_the_field(option: str, value: Any, error: type[Excepti
 
 def test_model_preference_naming_no_deployment_lists_the_names() -> None:
     gateway = ModelGateway(two())
-    with pytest.raises(ValueError, match="valid model names: a, b"):
+    with pytest.raises(ValueError, match=r"Unknown model `c`\. Available models: a, b"):
         gateway(model_preference="c", messages="hi")
 
 
@@ -172,3 +172,12 @@ def test_user_model_styles_are_accepted() -> None:
         ]
     )
     assert gateway(messages="hi") == "ok"
+
+
+def test_single_digit_hours_are_accepted_as_in_msgflux() -> None:
+    gateway = ModelGateway(
+        [{"model_name": "a", "model": Scripted("a"), "time_constraints": [("7:00", "8:05")]}]
+    )
+    assert gateway.raw_time_constraints == {"a": [("7:00", "8:05")]}
+    start, end = gateway.parsed_time_constraints["a"][0]
+    assert (start.hour, start.minute, end.hour, end.minute) == (7, 0, 8, 5)

@@ -77,10 +77,12 @@ def test_hedge_settings_are_validated(kwargs: dict[str, Any], error: type, field
 
 def test_hedge_option_forms() -> None:
     a, b = Scripted("a"), Scripted("b")
-    assert gateway(a, b, hedge=0.5)._hedge == Hedge(delay=0.5)
-    assert gateway(a, b, hedge="p99")._hedge == Hedge(delay="p99")
-    assert gateway(a, b, hedge={"delay": 1, "max_hedges": 2})._hedge == Hedge(1, 2)
-    assert gateway(a, b, hedge=None)._hedge is None
+    assert gateway(a, b, hedge=0.5).stats()["hedge"] == Hedge(delay=0.5).as_dict()
+    assert gateway(a, b, hedge="p99").stats()["hedge"] == Hedge(delay="p99").as_dict()
+    assert (
+        gateway(a, b, hedge={"delay": 1, "max_hedges": 2}).stats()["hedge"] == Hedge(1, 2).as_dict()
+    )
+    assert gateway(a, b, hedge=None).stats()["hedge"] is None
     with pytest.raises(TypeError, match="hedge must be a Hedge"):
         gateway(a, b, hedge=[0.5])
     data = gateway(a, b, hedge=Hedge("p95", min_samples=5)).serialize()["state"]

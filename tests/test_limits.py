@@ -223,7 +223,7 @@ def test_limits_appear_in_stats() -> None:
 
 
 def test_usage_as_an_attribute_object_counts_too() -> None:
-    from msgflux.models.gateway.gateway import _tokens
+    from msgflux.models.gateway.outcome import tokens_of as _tokens
 
     class Usage:
         total_tokens = 42

@@ -135,7 +135,7 @@ def test_bad_model_id() -> None:
         ({"messages": "hi", "timeout": 0}, ValueError, "timeout must be a positive number"),
         ({"messages": "hi", "generation_schema": dict}, TypeError, "generation_schema must be"),
         (
-            {"messages": "hi", "tool_schemas": [{"type": "function"}], "tool_choice": "required"},
+            {"messages": "hi", "tool_schemas": [{"name": "f"}], "tool_choice": "required"},
             ValueError,
             "cannot make",
         ),
@@ -418,7 +418,7 @@ async def test_embeddings() -> None:
     assert len(many) == 3 and all(len(v) == 576 for v in many)
     data = embedder.serialize()
     assert data["state"]["sampling_run_params"] == {"normalize": True}
-    with pytest.raises(TypeError, match="data must be a str or a list of str"):
+    with pytest.raises(TypeError, match="data must be a str or a non-empty list of str"):
         embedder(3)
 
 

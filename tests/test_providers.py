@@ -26,6 +26,7 @@ from msgflux.exceptions import (
 )
 from msgflux.models import registry
 from msgflux.models.providers.openai import OpenAIChatCompletion
+from msgflux.models.request import chat_request
 from msgflux.models.response import ModelResponse, ModelStreamResponse
 from msgflux.models.tool_call import ToolCall
 from tests.conftest import TEST_KEYS
@@ -110,7 +111,7 @@ def test_chat_request_body_follows_the_openai_wire_format(upstream_env: Upstream
     body = upstream_env.last.json
     assert body == {
         "model": "gpt-4.1-nano",
-        "max_completion_tokens": 512,
+        "max_tokens": 512,
         "temperature": 0.2,
         "top_p": 0.9,
         "stop": ["\n"],
@@ -121,6 +122,66 @@ def test_chat_request_body_follows_the_openai_wire_format(upstream_env: Upstream
             {"role": "assistant", "content": "Sure,"},
         ],
     }
+
+
+def test_openai_sends_max_completion_tokens_only_to_openai_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    req = chat_request("hi", max_tokens=10)
+    assert Model.chat_completion("openai/o3").wire(req)["max_completion_tokens"] == 10
+    elsewhere = Model.chat_completion("openai/o3", base_url="http://127.0.0.1:9/v1")
+    assert elsewhere.wire(req)["max_tokens"] == 10  # llama.cpp's server ignores the other name
+    forced = Model.chat_completion(
+        "openai/o3", base_url="http://127.0.0.1:9/v1", max_tokens_field="max_completion_tokens"
+    )
+    assert "max_tokens" not in forced.wire(req)
+    assert forced.wire(req)["max_completion_tokens"] == 10
+
+
+def test_per_call_fields_win_over_construction_defaults(upstream_env: Upstream) -> None:
+    model = Model.chat_completion("openai/m", temperature=0.9, max_tokens=100)
+    model(messages="hi", temperature=0, max_tokens=50, seed=7, logprobs=True, user="u-1")
+    body = upstream_env.last.json
+    assert (body["temperature"], body["max_tokens"], body["seed"]) == (0, 50, 7)
+    assert (body["logprobs"], body["user"]) == (True, "u-1")
+
+
+def test_unknown_fields_extra_body_and_extra_headers_pass_through(upstream_env: Upstream) -> None:
+    model = Model.chat_completion("openai/m")
+    model(
+        messages="hi",
+        vendor_knob={"a": 1},
+        extra_body={"repetition_penalty": 1.1},
+        extra_headers={"X-Trace": "t-1"},
+    )
+    last = upstream_env.last
+    assert last.json["vendor_knob"] == {"a": 1}
+    assert last.json["repetition_penalty"] == 1.1
+    assert last.headers["x-trace"] == "t-1"
+
+
+def test_structured_output_in_the_json_object_form_llama_cpp_takes(upstream_env: Upstream) -> None:
+    model = Model.chat_completion("openai/m", structured_output="json_object")
+    upstream_env.script(Reply(structured={"name": "Ada", "age": 36}))
+    response = model(messages="who?", generation_schema=Person)
+    fmt = upstream_env.last.json["response_format"]
+    assert fmt["type"] == "json_object"
+    assert fmt["schema"]["properties"].keys() == {"name", "age"}
+    assert response.consume() == Person(name="Ada", age=36)
+
+
+def test_api_key_argument_wins_over_the_environment(upstream_env: Upstream) -> None:
+    model = Model.chat_completion("openai/m", api_key="sk-from-argument-123")
+    model(messages="hi")
+    assert upstream_env.last.headers["authorization"] == "Bearer sk-from-argument-123"
+    assert "sk-from-argument-123" not in repr(model) + str(model.serialize())
+
+
+def test_answer_keeps_the_canonical_upstream_json(upstream_env: Upstream) -> None:
+    response = Model.chat_completion("openai/m")(messages="hi")
+    assert response.raw["object"] == "chat.completion"
+    assert response.raw["choices"][0]["message"]["content"] == "Hello from m"
 
 
 def test_non_openai_providers_send_max_tokens(upstream_env: Upstream) -> None:
@@ -182,9 +243,8 @@ def test_nested_msgspec_schema_keeps_its_definitions(chat: OpenAIChatCompletion)
     class Team(msgspec.Struct):
         members: list[Person]
 
-    from msgflux.models.providers.openai import _schema_for
-
-    schema = _schema_for(Team).response_format["json_schema"]["schema"]
+    fmt = chat_request("x", generation_schema=Team).body["response_format"]
+    schema = fmt["json_schema"]["schema"]
     assert schema["properties"]["members"]["items"] == {"$ref": "#/$defs/Person"}
     assert schema["$defs"]["Person"]["additionalProperties"] is False
 

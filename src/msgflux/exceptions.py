@@ -8,7 +8,8 @@ Configuration mistakes raise the built-in ``TypeError``/``ValueError``/``Attribu
      ├─ ProviderError                    .provider .model_id .status_code .body .retry_after
      │   ├─ APIConnectionError           the request never got an HTTP answer
      │   │   └─ APITimeoutError          ... because it took too long
-     │   ├─ APIResponseValidationError   an answer we could not parse
+     │   ├─ APIResponseValidationError   a 2xx answer that is not what the protocol says
+     │   │   └─ ResponseTooLargeError    ... because it is over a size cap (body or SSE event)
      │   └─ APIStatusError               an HTTP answer with a 4xx/5xx status
      │       ├─ BadRequestError          400, 422
      │       │   ├─ ContextWindowExceededError
@@ -20,10 +21,16 @@ Configuration mistakes raise the built-in ``TypeError``/``ValueError``/``Attribu
      │       ├─ ConflictError            409
      │       ├─ RateLimitError           429
      │       └─ InternalServerError      5xx
-     └─ StreamInterruptedError           a stream broke after its first chunk; .partial
+     ├─ StreamInterruptedError           a stream broke after its first chunk; .partial
+     └─ UnsupportedFeatureError          (also a ValueError) this provider cannot express
+                                         what the request asks for; raised before sending
 
 ``ProviderError.transient`` says whether trying the same deployment again can help
 (429, 408, 409, 5xx, timeouts, connection errors).
+
+No secret the process knows (API keys, Redis passwords) survives in an error: a
+:class:`ProviderError` scrubs its message, ``body`` and ``request_id`` when it is built, and
+:class:`Attempt` scrubs what it reports of other exceptions (see ``msgflux._secrets``).
 """
 
 from __future__ import annotations
@@ -32,11 +39,14 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+from msgflux._secrets import scrub, scrub_value
+
 __all__ = [
     "APIConnectionError",
     "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
+    "Attempt",
     "AuthenticationError",
     "BadRequestError",
     "ConflictError",
@@ -50,7 +60,9 @@ __all__ = [
     "ProviderError",
     "RateLimitError",
     "RequestTimeoutError",
+    "ResponseTooLargeError",
     "StreamInterruptedError",
+    "UnsupportedFeatureError",
     "is_transient",
 ]
 
@@ -75,13 +87,14 @@ class ProviderError(MsgFluxError):
         request_id: str | None = None,
         retry_after: float | None = None,
     ) -> None:
+        message = scrub(message)
         super().__init__(message)
         self.message = message
         self.provider = provider
         self.model_id = model_id
         self.status_code = status_code
-        self.body = body
-        self.request_id = request_id
+        self.body = scrub_value(body)
+        self.request_id = scrub(request_id) if request_id else request_id
         self.retry_after = retry_after
 
     def __str__(self) -> str:
@@ -117,7 +130,14 @@ class APITimeoutError(APIConnectionError):
 
 
 class APIResponseValidationError(ProviderError):
-    """The provider answered 2xx but the body is not what the protocol says."""
+    """The provider answered 2xx but the body is not what the protocol says.
+
+    Not transient: the same deployment will likely answer the same way, so a gateway falls
+    back at once and the breaker does not count it (the provider is up, just broken)."""
+
+
+class ResponseTooLargeError(APIResponseValidationError):
+    """The answer (or one SSE event) is over its size cap, decompressed size counted."""
 
 
 class APIStatusError(ProviderError):
@@ -183,11 +203,19 @@ class StreamInterruptedError(MsgFluxError):
         model_name: str | None = None,
         cause: BaseException | None = None,
     ) -> None:
+        message = scrub(message)
         super().__init__(message)
         self.message = message
         self.partial = partial
         self.model_name = model_name
         self.cause = cause
+
+
+class UnsupportedFeatureError(MsgFluxError, ValueError):
+    """A provider cannot express what the request asks for (``n=3`` on the local model, a
+    forced tool call on a model that calls none). Raised before anything is sent; a gateway
+    records it as a skip of that deployment (it says nothing about its health) and moves on.
+    """
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -227,7 +255,7 @@ class Attempt:
         if self.cancelled:
             what = "cancelled, a parallel attempt answered first"
         else:
-            what = "ok" if exc is None else f"{type(exc).__name__}: {exc}"
+            what = "ok" if exc is None else f"{type(exc).__name__}: {scrub(str(exc))}"
         hedge = " [hedge]" if self.hedge else ""
         return f"{who} attempt {self.attempt}{hedge}: {what} ({self.duration * 1000:.1f} ms)"
 
@@ -238,7 +266,7 @@ class Attempt:
             "model_id": self.model_id,
             "attempt": self.attempt,
             "error": None if self.exception is None else type(self.exception).__name__,
-            "message": None if self.exception is None else str(self.exception),
+            "message": None if self.exception is None else scrub(str(self.exception)),
             "started_at": self.started_at,
             "duration": self.duration,
             "skipped": self.skipped,
@@ -276,7 +304,8 @@ class ModelRouterError(MsgFluxError):
         lines += [f"  - {a.describe()}" for a in self.attempts]
         if not self.attempts:
             lines += [
-                f"  - {name} ({prov}): {type(e).__name__}: {e}" for name, prov, e in self.model_info
+                f"  - {name} ({prov}): {type(e).__name__}: {scrub(str(e))}"
+                for name, prov, e in self.model_info
             ]
         return "\n".join(lines)
 

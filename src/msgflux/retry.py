@@ -89,7 +89,8 @@ class wait_exponential_jitter(Wait):
 
     base: float = 0.5
     cap: float = 8.0
-    rng: Callable[[], float] = random.random
+    rng: Callable[[], float] | None = None
+    """Uniform [0, 1) source; None: ``random.random``, looked up on each call."""
 
     def __post_init__(self) -> None:
         if self.base < 0 or self.cap < 0:
@@ -101,7 +102,8 @@ class wait_exponential_jitter(Wait):
         return min(self.cap, self.base * 2.0 ** min(attempt - 1, 62))
 
     def __call__(self, state: RetryState) -> float:
-        return self.rng() * self.ceiling(state.attempt)
+        rng = self.rng if self.rng is not None else random.random
+        return rng() * self.ceiling(state.attempt)
 
 
 class Stop:

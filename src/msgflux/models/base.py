@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from msgflux.models.request import Request
 
 __all__ = ["BaseModel"]
 
@@ -27,12 +30,35 @@ class BaseModel:
     """Base class of every model. See the module docstring for the contract."""
 
     msgflux_type: ClassVar[str] = "model"
+    to_ignore: ClassVar[list[str]] = [
+        "_api_key",
+        "model",
+        "processor",
+        "client",
+        "aclient",
+        "_native_client",
+        "_native_aclient",
+        "chat_transport",
+        "credential_resolver",
+        "api_adapter",
+        "api_mode_capabilities",
+        "reasoning_codec",
+        "_response_cache",
+        "__call__",
+        "acall",
+    ]
+    """Attributes never serialized (msgflux's list: clients, keys, caches)."""
+    batch_support: ClassVar[bool] = False
     provider: str
     model_id: str
     model_type: str
 
     supports_timeout: ClassVar[bool] = False
     """True when ``_call_once``/``_acall_once`` accept ``timeout=`` and enforce it themselves."""
+
+    canonical: ClassVar[bool] = False
+    """True when :meth:`_send` takes the canonical request natively (built-in providers); a
+    gateway then builds the request once and hands it to every such deployment."""
 
     def _initialize(self) -> None:
         """Rebuild runtime state after ``from_serialized``; optional."""
@@ -51,6 +77,24 @@ class BaseModel:
     async def _acall_once(self, *args: Any, **kwargs: Any) -> Any:
         """Async form of :meth:`_call_once`."""
         return await self.acall(*args, **kwargs)
+
+    def _send(self, request: Request) -> Any:
+        """One attempt of a canonical :class:`~msgflux.models.request.Request`.
+
+        Built-in providers override it. For a model that takes msgflux arguments only, the
+        request is turned into them (``messages``, ``stream``, ``tool_schemas``, the other
+        fields as keywords) and :meth:`_call_once` is called.
+        """
+        return self._call_once(**self._kwargs_for(request))
+
+    async def _asend(self, request: Request) -> Any:
+        return await self._acall_once(**self._kwargs_for(request))
+
+    def _kwargs_for(self, request: Request) -> dict[str, Any]:
+        kwargs = request.msgflux_kwargs()
+        if request.timeout is not None and self.supports_timeout:
+            kwargs["timeout"] = request.timeout
+        return kwargs
 
     def get_model_info(self) -> dict[str, str]:
         return {"model_id": self.model_id, "provider": self.provider}

@@ -66,6 +66,46 @@ class Model:
         return registry.model_types()
 
     @classmethod
-    def from_serialized(cls, provider: str, model_type: str, state: dict[str, Any]) -> BaseModel:
-        """Rebuild a model from the pieces of its :meth:`BaseModel.serialize` output."""
+    def from_serialized(
+        cls,
+        provider: str | dict[str, Any] | None = None,
+        model_type: str | None = None,
+        state: dict[str, Any] | None = None,
+        *,
+        msgflux_type: str | None = None,
+    ) -> BaseModel:
+        """Rebuild a model from what :meth:`BaseModel.serialize` returned.
+
+        Takes the pieces (``Model.from_serialized("openai", "chat_completion", state)``), the
+        whole dict (``Model.from_serialized(model.serialize())``) or its keys as keywords
+        (``Model.from_serialized(**model.serialize())``); a whole dict passed as ``state`` is
+        unwrapped.
+        """
+        if isinstance(provider, dict):
+            data = provider
+            if model_type is not None or state is not None:
+                raise TypeError(
+                    "pass either the whole serialize() dict alone, or (provider, model_type, state)"
+                )
+            return cls.from_serialized(**_serialized_keys(data))
+        if msgflux_type is not None and msgflux_type != "model":
+            raise ValueError(f"Incorrect msgflux type. Expected `model`, given `{msgflux_type}`")
+        if isinstance(state, dict) and state.get("msgflux_type") == "model" and "state" in state:
+            state = state["state"]  # the whole serialize() dict where its state was expected
+        if not isinstance(provider, str) or not isinstance(model_type, str) or state is None:
+            raise TypeError(
+                "Model.from_serialized needs provider, model_type and state (the keys of "
+                "model.serialize()), or the whole serialize() dict"
+            )
         return registry.lookup(model_type, provider).from_serialized(state)
+
+
+def _serialized_keys(data: dict[str, Any]) -> dict[str, Any]:
+    keys = {"msgflux_type", "provider", "model_type", "state"}
+    missing = {"provider", "model_type", "state"} - set(data)
+    if missing:
+        raise ValueError(
+            f"not a serialized model: missing {sorted(missing)}; pass the dict "
+            "model.serialize() returned"
+        )
+    return {k: v for k, v in data.items() if k in keys}

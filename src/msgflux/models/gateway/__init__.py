@@ -1,12 +1,29 @@
 """The gateway: fallback, retries, deadlines and time windows over several deployments, plus
-health-aware routing (circuit breakers, live stats, rate limits, strategies, hedging)."""
+health-aware routing (circuit breakers, live stats, rate limits, strategies, hedging).
 
+``Model``, ``utc_now`` and ``datetime`` live here as in msgflux, where code (and msgflux's own
+tests) patch them: ``msgflux.models.gateway.Model.chat_completion`` builds a deployment given
+as a ``"provider/model_id"`` string, and a gateway built without ``clock=`` reads the time
+through ``msgflux.models.gateway.utc_now`` (which reads ``msgflux.models.gateway.datetime``).
+``clock=`` stays the documented way to control time.
+"""
+
+from datetime import datetime, timezone
 from typing import Any
 
 from msgflux.models.gateway.breaker import Breaker
-from msgflux.models.gateway.gateway import GatewayEvent, ModelGateway
+from msgflux.models.gateway.gateway import ModelGateway
 from msgflux.models.gateway.hedge import Hedge
-from msgflux.models.gateway.state import Admission, MemoryStore, Policy, Skip, StateStore
+from msgflux.models.gateway.hooks import GatewayEvent
+from msgflux.models.gateway.raw import RawAnswer, RawStream
+from msgflux.models.gateway.state import (
+    Admission,
+    MemoryStore,
+    Policy,
+    Settlement,
+    Skip,
+    StateStore,
+)
 from msgflux.models.gateway.strategy import (
     LeastBusy,
     LeastLatency,
@@ -15,6 +32,7 @@ from msgflux.models.gateway.strategy import (
     Strategy,
     Weighted,
 )
+from msgflux.models.model import Model
 
 __all__ = [
     "Admission",
@@ -24,16 +42,26 @@ __all__ = [
     "LeastBusy",
     "LeastLatency",
     "MemoryStore",
+    "Model",
     "ModelGateway",
     "Ordered",
     "Policy",
+    "RawAnswer",
+    "RawStream",
     "RedisState",
     "RoundRobin",
+    "Settlement",
     "Skip",
     "StateStore",
     "Strategy",
     "Weighted",
+    "utc_now",
 ]
+
+
+def utc_now() -> datetime:
+    """The current aware UTC time (what a gateway without ``clock=`` reads)."""
+    return datetime.now(tz=timezone.utc)
 
 
 def __getattr__(name: str) -> Any:

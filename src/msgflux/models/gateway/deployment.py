@@ -1,26 +1,26 @@
-"""Deployment specs: validate the user's list of dicts once, at construction."""
+"""Deployment specs: validate the user's list of dicts once, at construction.
+
+Messages keep msgflux's phrases verbatim (users match on them: ``"`models` must be a
+non-empty list"``, ``"missing required key `model_name`"``, ``"Duplicate model name"``, ...)
+and add what we know beyond them (the position, the accepted keys).
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from msgflux.models.base import BaseModel
 from msgflux.models.gateway.breaker import Breaker
+from msgflux.models.gateway.config import DAY, MAX_RETRIES, check_count, check_seconds
 from msgflux.models.gateway.schedule import Window, parse_timezone, parse_windows
 from msgflux.models.gateway.state import Policy
 from msgflux.models.gateway.stats import DeploymentStats
 from msgflux.retry import RetryPolicy
 
-__all__ = [
-    "DEPLOYMENT_KEYS",
-    "Deployment",
-    "parse_deployments",
-    "positive_int",
-    "validate_timeout",
-]
+__all__ = ["DEPLOYMENT_KEYS", "Deployment", "parse_deployments"]
 
 DEPLOYMENT_KEYS = (
     "model_name",
@@ -30,6 +30,8 @@ DEPLOYMENT_KEYS = (
     "timezone",
     "max_retries",
     "timeout",
+    "first_chunk_timeout",
+    "idle_timeout",
     "breaker",
     "weight",
     "rpm",
@@ -40,7 +42,7 @@ DEPLOYMENT_KEYS = (
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Deployment:
-    """One validated entry of the gateway's list."""
+    """One validated deployment: its model, identity, schedule and per-deployment overrides."""
 
     index: int
     name: str
@@ -53,6 +55,9 @@ class Deployment:
     timezone: ZoneInfo | None = None
     timeout: float | None = None
     """Per-attempt timeout (the deployment's override, else the gateway's)."""
+    first_chunk_timeout: float | None = None
+    idle_timeout: float | None = None
+    description: str | None = None
     raw: dict[str, Any] = dataclasses.field(default_factory=dict)
     """The user's dict without ``model``, for serialization."""
     policy: Policy = None  # type: ignore[assignment]
@@ -66,25 +71,10 @@ class Deployment:
         if self.policy is None:
             object.__setattr__(self, "policy", Policy(self.name, self.provider, self.model_id))
 
-
-def validate_timeout(value: Any, field: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{field} must be a number of seconds > 0 or None, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{field} must be a number of seconds > 0 or None, got {value!r}")
-    return float(value)
-
-
-def positive_int(value: Any, field: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{field} must be an int >= 1 or None, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{field} must be an int >= 1 or None, got {value!r}")
-    return value
+    @property
+    def canonical(self) -> bool:
+        """The model takes the canonical request natively (a built-in provider)."""
+        return bool(getattr(self.model, "canonical", False))
 
 
 def _weight(value: Any, field: str) -> float:
@@ -103,21 +93,32 @@ def _breaker(value: Any, default: Breaker | None, field: str) -> Breaker | None:
     return Breaker.coerce(value, field)
 
 
-def _model(name: str, value: Any) -> BaseModel:
-    if isinstance(value, str):
-        from msgflux.models.model import Model
+def _description(value: Any, name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise TypeError(f"`description` for model `{name}` must be a non-empty string or None")
+    return value.strip()
 
-        value = Model.chat_completion(value)
+
+def _model(name: str, value: Any, factory: Callable[[str], Any]) -> BaseModel:
+    if isinstance(value, str):
+        provider, sep, model_id = value.partition("/")
+        if not sep or not provider or not model_id:
+            raise TypeError(
+                f"Model `{name}` does not inherit from `BaseModel` or use a valid "
+                f"`provider/model-id` string (e.g. 'openai/gpt-4.1-nano'), got {value!r}"
+            )
+        value = factory(value)
     if not isinstance(value, BaseModel):
         raise TypeError(
-            f"model of deployment {name!r} must be a BaseModel instance (or a "
-            f"'provider/model_id' string), got {type(value).__name__}"
+            f"Model `{name}` must inherit from `BaseModel` or be a `provider/model-id` string, "
+            f"got {type(value).__name__}"
         )
     for attr in ("model_type", "model_id", "provider"):
         if not getattr(value, attr, None):
             raise AttributeError(
-                f"model of deployment {name!r} ({type(value).__name__}) has no valid "
-                f"`{attr}` attribute"
+                f"Model `{name}` does not have a valid `{attr}` attribute ({type(value).__name__})"
             )
     return value
 
@@ -128,61 +129,88 @@ def parse_deployments(
     default_timezone: ZoneInfo | None,
     default_retry: RetryPolicy,
     default_timeout: float | None,
+    default_first_chunk_timeout: float | None = None,
+    default_idle_timeout: float | None = None,
     default_breaker: Breaker | None = None,
     stats_window: float = 300.0,
-    extra_keys: Sequence[str] = (),
+    factory: Callable[[str], Any] | None = None,
 ) -> list[Deployment]:
-    """Validate the deployment list with the error types msgflux documents."""
+    """Validate the deployment list with the error types msgflux documents.
+
+    ``factory`` builds a model from a ``"provider/model_id"`` string (msgflux's
+    ``Model.chat_completion``, looked up when called so that tests can patch it).
+    """
     if not isinstance(models, list) or not models:
-        raise TypeError("models must be a non-empty list of deployment dicts")
+        raise TypeError(
+            f"`models` must be a non-empty list of model deployment dicts, "
+            f"got {type(models).__name__ if not isinstance(models, list) else 'an empty list'}"
+        )
     if not all(isinstance(d, dict) for d in models):
-        raise TypeError("models must be a list of dicts with 'model_name' and 'model' keys")
-    accepted = DEPLOYMENT_KEYS + tuple(extra_keys)
+        raise TypeError("`models` requires a list of dicts with `model_name` and `model` keys")
+    if factory is None:
+        from msgflux.models.model import Model
+
+        factory = Model.chat_completion
     out: list[Deployment] = []
     seen: set[str] = set()
     for i, spec in enumerate(models):
         for key in ("model_name", "model"):
             if key not in spec:
-                raise ValueError(f"deployment #{i} is missing required key {key!r}")
-        unknown = [k for k in spec if k not in accepted]
+                raise ValueError(f"Deployment at position {i} is missing required key `{key}`")
+        unknown = [k for k in spec if k not in DEPLOYMENT_KEYS]
         if unknown:
             raise ValueError(
-                f"deployment #{i} has unknown key(s) {', '.join(map(repr, unknown))}; "
-                f"accepted keys: {', '.join(accepted)}"
+                f"Deployment at position {i} has unknown key(s) {', '.join(map(repr, unknown))}; "
+                f"accepted keys: {', '.join(DEPLOYMENT_KEYS)}"
             )
         name = spec["model_name"]
         if not isinstance(name, str) or not name:
-            raise TypeError(f"model_name of deployment #{i} must be a non-empty str, got {name!r}")
+            raise TypeError(
+                f"`model_name` at position {i} must be a non-empty string, got {name!r}"
+            )
         if name in seen:
-            raise ValueError(f"duplicate model_name {name!r}; model names must be unique")
+            raise ValueError(f"Duplicate model name found: `{name}`. Names must be unique")
         seen.add(name)
-        model = _model(name, spec["model"])
+        model = _model(name, spec["model"], factory)
+        description = _description(spec.get("description"), name)
         windows: tuple[Window, ...] = ()
         if spec.get("time_constraints") is not None:
             windows = parse_windows(spec["time_constraints"], name)
         tz = parse_timezone(spec.get("timezone"), f"timezone of deployment {name!r}")
         retry = default_retry
         if spec.get("max_retries") is not None:
-            retry = dataclasses.replace(default_retry, max_retries=spec["max_retries"])
-        timeout = validate_timeout(spec.get("timeout"), f"timeout of deployment {name!r}")
+            retries = check_count(
+                spec["max_retries"], f"max_retries of deployment {name!r}", low=0, high=MAX_RETRIES
+            )
+            retry = dataclasses.replace(default_retry, max_retries=retries or 0)
+        seconds = {
+            key: check_seconds(spec.get(key), f"{key} of deployment {name!r}", high=DAY)
+            for key in ("timeout", "first_chunk_timeout", "idle_timeout")
+        }
         raw = {k: v for k, v in spec.items() if k != "model"}
+        if description is not None:
+            raw["description"] = description
         if "breaker" in spec:
             breaker = _breaker(spec["breaker"], default_breaker, f"breaker of deployment {name!r}")
             raw["breaker"] = breaker.as_dict() if breaker is not None else False
         else:
             breaker = default_breaker
         provider, model_id = str(model.provider), str(model.model_id)
+        timeout = default_timeout if seconds["timeout"] is None else seconds["timeout"]
         policy = Policy(
             name,
             provider,
             model_id,
             breaker=breaker,
-            rpm=positive_int(spec.get("rpm"), f"rpm of deployment {name!r}"),
-            tpm=positive_int(spec.get("tpm"), f"tpm of deployment {name!r}"),
-            max_concurrency=positive_int(
-                spec.get("max_concurrency"), f"max_concurrency of deployment {name!r}"
+            rpm=check_count(spec.get("rpm"), f"rpm of deployment {name!r}", low=1, high=10**9),
+            tpm=check_count(spec.get("tpm"), f"tpm of deployment {name!r}", low=1, high=10**12),
+            max_concurrency=check_count(
+                spec.get("max_concurrency"),
+                f"max_concurrency of deployment {name!r}",
+                low=1,
+                high=10**6,
             ),
-            lease=max(600.0, timeout or default_timeout or 0.0),
+            lease=max(600.0, timeout or 0.0),
         )
         out.append(
             Deployment(
@@ -194,7 +222,10 @@ def parse_deployments(
                 windows=windows,
                 timezone=tz or default_timezone,
                 retry=retry,
-                timeout=default_timeout if timeout is None else timeout,
+                timeout=timeout,
+                first_chunk_timeout=seconds["first_chunk_timeout"] or default_first_chunk_timeout,
+                idle_timeout=seconds["idle_timeout"] or default_idle_timeout,
+                description=description,
                 raw=raw,
                 policy=policy,
                 weight=_weight(spec.get("weight"), f"weight of deployment {name!r}"),
@@ -204,6 +235,7 @@ def parse_deployments(
     types = {d.model.model_type for d in out}
     if len(types) > 1:
         raise TypeError(
-            f"all models must have the same model_type, got {', '.join(sorted(map(str, types)))}"
+            "All models in `models` must be of the same `model_type`. Given: "
+            f"`{', '.join(sorted(map(str, types)))}`"
         )
     return out

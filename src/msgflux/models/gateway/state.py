@@ -334,6 +334,8 @@ class MemoryStore:
     """
 
     shared = False
+    never_suspends = True
+    """Its async methods run to completion without awaiting anything."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -13,6 +13,8 @@ import math
 import threading
 from typing import Any
 
+from msgflux._secrets import scrub
+
 __all__ = ["DeploymentStats", "percentile"]
 
 
@@ -91,6 +93,7 @@ class DeploymentStats:
         "hedges_won",
         "in_flight",
         "last_error",
+        "rejected_requests",
         "skips",
         "successes",
     )
@@ -109,6 +112,7 @@ class DeploymentStats:
         self.last_error: tuple[str, str, float] | None = None
         self.hedges_started = 0
         self.hedges_won = 0
+        self.rejected_requests = 0
 
     # -- updates -----------------------------------------------------------------------------
     def started(self, hedge: bool = False) -> None:
@@ -139,7 +143,16 @@ class DeploymentStats:
             name = type(exc).__name__
             self.failures[name] = self.failures.get(name, 0) + 1
             self.consecutive_failures += 1
-            self.last_error = (name, str(exc)[:500], wall)
+            self.last_error = (name, scrub(str(exc))[:500], wall)
+
+    def rejected(self, exc: BaseException, wall: float) -> None:
+        """The attempt failed because of the request (400/422, or a feature the provider
+        cannot express): counted, but it says nothing against the deployment's health."""
+        with self._lock:
+            self.in_flight -= 1
+            name = type(exc).__name__
+            self.failures[name] = self.failures.get(name, 0) + 1
+            self.rejected_requests += 1
 
     def abandoned(self, elapsed: float | None = None, now: float = 0.0) -> None:
         """The attempt was cancelled (hedge loser, caller gone). ``elapsed``, when given, is a
@@ -162,7 +175,7 @@ class DeploymentStats:
             name = type(exc).__name__
             self.failures[name] = self.failures.get(name, 0) + 1
             self.consecutive_failures += 1
-            self.last_error = (name, str(exc)[:500], wall)
+            self.last_error = (name, scrub(str(exc))[:500], wall)
 
     # -- reads -------------------------------------------------------------------------------
     def latency(self, now: float) -> tuple[int, float, float, float]:
@@ -199,6 +212,7 @@ class DeploymentStats:
                 if last is None
                 else {"type": last[0], "message": last[1], "at": last[2]},
                 "hedges": {"started": self.hedges_started, "won": self.hedges_won},
+                "rejected_requests": self.rejected_requests,
             }
 
 

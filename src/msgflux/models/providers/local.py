@@ -44,23 +44,18 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from msgflux.exceptions import (
-    APIResponseValidationError,
     APITimeoutError,
     ContextWindowExceededError,
+    UnsupportedFeatureError,
 )
+from msgflux.models._checks import check_int, check_number, check_stop, check_str, type_name
 from msgflux.models.base import BaseModel
-from msgflux.models.providers._chat import chat_messages, schema_and_decoder
-from msgflux.models.providers._params import (
-    check_int,
-    check_number,
-    check_stop,
-    check_str,
-    check_timeout,
-    type_name,
-)
+from msgflux.models.chat import check_completion, completion_view
 from msgflux.models.registry import register
-from msgflux.models.response import ModelResponse, ModelStreamResponse
+from msgflux.models.request import CHAT, Request, chat_request, embeddings_request
+from msgflux.models.response import SKIP, ModelResponse, ModelStreamResponse
 from msgflux.models.types import ChatCompletionModel, TextEmbedderModel
+from msgflux.models.views import view_of_payload
 
 __all__ = [
     "BUILTIN_MODELS",
@@ -116,12 +111,17 @@ def _check_model_id(value: Any) -> str:
 
 
 def _default_threads() -> int:
-    """CPUs this process may use, capped at 4: a 135M model gains nothing beyond that."""
+    """Half the CPUs this process may use, at least 1 and at most 4.
+
+    Half, because the gateway runs beside other work: with every core taken by llama.cpp, one
+    busy process elsewhere cut a 135M model from 53.7 to 21.6 tokens/s (measured); a 135M
+    model gains nothing beyond 4 threads.
+    """
     try:
         available = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         available = os.cpu_count() or 1
-    return max(1, min(available, 4))
+    return max(1, min(available // 2, 4))
 
 
 # -- finding and loading the weights ----------------------------------------------------------
@@ -275,15 +275,16 @@ class _Engine:
         self,
         request: _ChatRequest,
         emit: Callable[[str], bool],
-        deadline: float | None,
-        *,
-        deadline_until_first_token: bool,
+        first: float | None,
+        end: float | None,
     ) -> _Outcome:
         """Run one completion with the lock held, handing text pieces to *emit* as they decode.
 
-        *emit* returns False when nobody wants more (cancelled or abandoned stream). Text that
-        might be the start of a stop string is held back until it is known not to be one, so a
-        stop string never leaks into the answer, streamed or not.
+        ``first`` bounds the wait for the first piece of text, ``end`` the whole generation
+        (monotonic times; None: unbounded). *emit* returns False when nobody wants more
+        (cancelled or abandoned stream). Text that might be the start of a stop string is held
+        back until it is known not to be one, so a stop string never leaks into the answer,
+        streamed or not.
         """
         llama = self.llama
         prompt, add_bos = self.render(request.messages)
@@ -318,10 +319,12 @@ class _Engine:
         )
         try:
             for token in generator:
-                checking = not (deadline_until_first_token and emitted_any)
-                if deadline is not None and checking and time.monotonic() > deadline:
+                now = time.monotonic()
+                if (end is not None and now > end) or (
+                    first is not None and not emitted_any and now > first
+                ):
                     raise APITimeoutError(
-                        "the local model did not finish within the timeout",
+                        "the local model did not answer within the timeout",
                         provider=_PROVIDER,
                         model_id=request.model_id,
                     )
@@ -504,7 +507,7 @@ def _message_text(index: int, content: Any) -> str:
     )
 
 
-_ROLES = ("system", "user", "assistant", "tool")
+_ROLES = ("system", "developer", "user", "assistant", "tool")
 
 
 def _text_turn(index: int, message: dict[str, Any]) -> dict[str, str]:
@@ -514,20 +517,47 @@ def _text_turn(index: int, message: dict[str, Any]) -> dict[str, str]:
         raise ValueError(
             f"messages[{index}]['role'] must be one of {', '.join(_ROLES)}, got {role!r}"
         )
-    return {"role": role, "content": _message_text(index, message.get("content"))}
+    return {
+        "role": "system" if role == "developer" else role,
+        "content": _message_text(index, message.get("content")),
+    }
 
 
-def _decode_structured(text: str, decode: Callable[[str], Any], model_id: str) -> Any:
-    try:
-        return decode(text)
-    except Exception as exc:
-        raise APIResponseValidationError(
-            f"the local model's answer does not match generation_schema "
-            f"({type(exc).__name__}: {exc}); raise max_tokens if it was cut short",
-            provider=_PROVIDER,
-            model_id=model_id,
-            body=text,
-        ) from exc
+def _unsupported(what: str) -> UnsupportedFeatureError:
+    return UnsupportedFeatureError(f"the local provider cannot {what}")
+
+
+def _grammar_schema(req: Request) -> str | None:
+    """The JSON schema the answer must follow (a grammar constrains decoding), if any."""
+    if req.schema is not None:
+        return json.dumps(req.schema.json_schema)
+    response_format = req.body.get("response_format")
+    if not isinstance(response_format, dict):
+        return None
+    kind = response_format.get("type")
+    if kind == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        return json.dumps(schema if isinstance(schema, dict) else {"type": "object"})
+    if kind == "json_object":
+        schema = response_format.get("schema")
+        return json.dumps(schema if isinstance(schema, dict) else {"type": "object"})
+    return None
+
+
+def _completion_id() -> str:
+    return f"chatcmpl-local-{time.monotonic_ns():x}"
+
+
+def _chunk(
+    cid: str, created: int, model: str, delta: dict[str, Any], finish: Any = None
+) -> dict[str, Any]:
+    return {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
 
 
 # -- streaming --------------------------------------------------------------------------------
@@ -535,7 +565,9 @@ class LocalStreamResponse(ModelStreamResponse):
     """A stream fed by a generation thread; closing it (or dropping it) stops the generation.
 
     Generation runs in its own thread so that the context lock is held only while tokens are
-    produced, never while a slow or vanished reader decides whether to read the next one.
+    produced, never while a slow or vanished reader decides whether to read the next one. It
+    pushes canonical OpenAI chunks (a role chunk, one per piece of text, a finish chunk and,
+    when ``stream_options.include_usage`` asks for it, a usage chunk).
     """
 
     def __init__(self) -> None:
@@ -552,20 +584,29 @@ def _produce(
     request: _ChatRequest,
     ref: weakref.ReferenceType[LocalStreamResponse],
     cancel: threading.Event,
-    deadline: float | None,
+    first: float | None,
+    end: float | None,
+    include_usage: bool,
 ) -> None:
+    cid, created, model = _completion_id(), int(time.time()), request.model_id
+
     def emit(text: str) -> bool:
         response = ref()
         if response is None or cancel.is_set():
             return False
-        response.add(text)
+        response.add_pair(_chunk(cid, created, model, {"content": text}), text)
         return True
 
     try:
-        if not engine.acquire(deadline, cancel, request.model_id):
+        if not engine.acquire(first if first is not None else end, cancel, model):
             return
         try:
-            outcome = engine.generate(request, emit, deadline, deadline_until_first_token=True)
+            response = ref()
+            if response is not None:
+                role = _chunk(cid, created, model, {"role": "assistant", "content": ""})
+                response.add_pair(role, SKIP)
+            del response
+            outcome = engine.generate(request, emit, first, end)
         finally:
             engine.lock.release()
     except BaseException as exc:
@@ -575,7 +616,13 @@ def _produce(
         return
     response = ref()
     if response is not None:
-        response.metadata["usage"] = outcome.usage()
+        usage = outcome.usage()
+        response.add_pair(_chunk(cid, created, model, {}, outcome.finish_reason), SKIP)
+        if include_usage:
+            response.add_pair(
+                {**_chunk(cid, created, model, {}), "choices": [], "usage": usage}, SKIP
+            )
+        response.metadata["usage"] = usage
         response.metadata["finish_reason"] = outcome.finish_reason
         response.add(None)
 
@@ -584,6 +631,7 @@ def _produce(
 class _LocalModel(BaseModel):
     provider = _PROVIDER
     supports_timeout: ClassVar[bool] = True
+    canonical: ClassVar[bool] = True
     _embedding: ClassVar[bool] = False
     _default_n_ctx: ClassVar[int] = 2048
 
@@ -635,6 +683,27 @@ class _LocalModel(BaseModel):
             return False
         return any(key.path == path and key.embedding == self._embedding for key in _ENGINES)
 
+    def _who(self) -> tuple[str, str]:
+        return _PROVIDER, self.model_id
+
+    def request(self, *args: Any, **kwargs: Any) -> Request:
+        """The canonical request for a call with these (msgflux-style) arguments."""
+        raise NotImplementedError
+
+    # The local model never retries (it would fail the same way again): every entry point is
+    # one attempt.
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._send(self.request(*args, **kwargs))
+
+    async def acall(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._asend(self.request(*args, **kwargs))
+
+    def _call_once(self, *args: Any, **kwargs: Any) -> Any:
+        return self._send(self.request(*args, **kwargs))
+
+    async def _acall_once(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._asend(self.request(*args, **kwargs))
+
 
 @register("chat_completion", _PROVIDER)
 class LocalChatCompletion(_LocalModel, ChatCompletionModel):
@@ -645,10 +714,13 @@ class LocalChatCompletion(_LocalModel, ChatCompletionModel):
     ...     print(chunk, end="")
 
     Construction never touches the file. ``n_ctx``, ``n_threads`` and ``n_batch`` are load
-    options (models that differ in them get their own context); the rest apply per call.
-    ``tool_schemas`` are accepted for signature compatibility but a small local model does not
-    call tools: with ``tool_choice`` ``None``/``"auto"``/``"none"`` it answers in text (which
-    ``"auto"`` allows); a choice that demands a tool call raises ``ValueError``.
+    options (models that differ in them get their own context); the rest apply per call, and
+    a call's own ``max_tokens``, ``temperature``, ``top_p``, ``top_k``, ``repeat_penalty``,
+    ``stop`` and ``seed`` win over them. ``tool_schemas`` are accepted but a small local model
+    does not call tools: with ``tool_choice`` ``None``/``"auto"``/``"none"`` it answers in text
+    (which ``"auto"`` allows); a choice that demands a tool call, ``n > 1`` or ``logprobs``
+    raise :class:`~msgflux.exceptions.UnsupportedFeatureError` (a ``ValueError``) before any
+    work, and a gateway skips the deployment for that call.
     """
 
     def __init__(
@@ -696,44 +768,62 @@ class LocalChatCompletion(_LocalModel, ChatCompletionModel):
             "seed": check_int("seed", run.get("seed"), minimum=0, optional=True),
         }
 
-    # -- request building (validation happens here, in the caller's thread) -------------------
-    def _request(
-        self,
-        messages: Any,
-        system_prompt: Any,
-        prefilling: Any,
-        generation_schema: Any,
-        tool_schemas: Any,
-        tool_choice: Any,
-    ) -> _ChatRequest:
-        chat = chat_messages(messages, system_prompt, turn=_text_turn)
-        # Not a message: llama.cpp continues the rendered prompt from the prefilled text.
-        check_str("prefilling", prefilling)
-        if tool_schemas is not None and not isinstance(tool_schemas, list):
-            raise TypeError(
-                f"tool_schemas must be a list of tool dicts or None, got {type(tool_schemas)}"
+    def request(self, *args: Any, **kwargs: Any) -> Request:
+        return chat_request(*args, **kwargs)
+
+    # -- canonical request -> llama.cpp (validation happens here, in the caller's thread) ------
+    def _chat_request(self, req: Request) -> _ChatRequest:
+        if req.kind != CHAT:
+            raise _unsupported(f"serve {req.kind} requests")
+        body = req.body
+        messages = list(body["messages"])
+        prefill = ""
+        if req.prefill is not None and messages and messages[-1].get("role") == "assistant":
+            # Not a message: llama.cpp continues the rendered prompt from the prefilled text.
+            prefill = _message_text(len(messages) - 1, messages.pop().get("content"))
+        chat = [_text_turn(i, m) for i, m in enumerate(messages)]
+        if not chat:
+            raise ValueError("messages must not be empty")
+        if body.get("tools") and body.get("tool_choice") not in (None, "auto", "none"):
+            raise _unsupported(
+                f"make the tool call that tool_choice={body['tool_choice']!r} demands "
+                "(accepted: None, 'auto' or 'none': the model answers in text)"
             )
-        if tool_schemas and tool_choice not in (None, "auto", "none"):
-            raise ValueError(
-                f"tool_choice {tool_choice!r} demands a tool call, which the local provider "
-                f"cannot make; accepted: None, 'auto' or 'none' (the model answers in text)"
-            )
+        if body.get("n", 1) != 1:
+            raise _unsupported(f"generate n={body['n']} choices (only n=1)")
+        if body.get("logprobs"):
+            raise _unsupported("return logprobs")
         run = self.sampling_run_params
+
+        def pick(name: str, default: Any) -> Any:
+            value = body.get(name)
+            if value is None:
+                value = run.get(name)
+            return default if value is None else value
+
+        max_tokens = (
+            body.get("max_tokens") or body.get("max_completion_tokens") or run["max_tokens"]
+        )
+        stop = body.get("stop")
         request = _ChatRequest(
             model_id=self.model_id,
             messages=chat,
-            prefilling=prefilling or "",
-            max_tokens=run["max_tokens"],
-            temperature=_pick(run["temperature"], _DEFAULT_TEMPERATURE),
-            top_p=_pick(run["top_p"], _DEFAULT_TOP_P),
-            top_k=_pick(run["top_k"], _DEFAULT_TOP_K),
-            repeat_penalty=_pick(run["repeat_penalty"], _DEFAULT_REPEAT_PENALTY),
-            stop=run["stop"],
-            seed=run["seed"],
+            prefilling=prefill,
+            max_tokens=check_int("max_tokens", max_tokens, minimum=1) or 1,
+            temperature=pick("temperature", _DEFAULT_TEMPERATURE),
+            top_p=pick("top_p", _DEFAULT_TOP_P) or _DEFAULT_TOP_P,
+            top_k=check_int("top_k", pick("top_k", _DEFAULT_TOP_K), minimum=0) or 0,
+            repeat_penalty=check_number(
+                "repeat_penalty",
+                pick("repeat_penalty", _DEFAULT_REPEAT_PENALTY),
+                minimum=0.0,
+                exclusive_minimum=True,
+            )
+            or _DEFAULT_REPEAT_PENALTY,
+            stop=_check_stop(stop) if stop is not None else run["stop"],
+            seed=pick("seed", None),
         )
-        if generation_schema is not None:
-            json_schema, request.decode = schema_and_decoder(generation_schema)
-            request.grammar = json.dumps(json_schema)
+        request.grammar = _grammar_schema(req)
         return request
 
     def _compile_grammar(self, request: _ChatRequest) -> None:
@@ -744,7 +834,11 @@ class LocalChatCompletion(_LocalModel, ChatCompletionModel):
 
     # -- running --------------------------------------------------------------------------------
     def _complete(
-        self, request: _ChatRequest, deadline: float | None, cancel: threading.Event | None
+        self,
+        req: Request,
+        request: _ChatRequest,
+        deadline: float | None,
+        cancel: threading.Event | None,
     ) -> ModelResponse:
         engine = self._engine()
         self._compile_grammar(request)
@@ -757,101 +851,78 @@ class LocalChatCompletion(_LocalModel, ChatCompletionModel):
         if not engine.acquire(deadline, cancel, self.model_id):
             raise asyncio.CancelledError()
         try:
-            outcome = engine.generate(request, emit, deadline, deadline_until_first_token=False)
+            outcome = engine.generate(request, emit, deadline, deadline)
         finally:
             engine.lock.release()
-        text = "".join(pieces)
-        response = ModelResponse()
-        if request.decode is not None:
-            response.set_response_type("structured")
-            response.add(_decode_structured(text, request.decode, self.model_id))
-        else:
-            response.set_response_type("text_generation")
-            response.add(text)
-        response.metadata["usage"] = outcome.usage()
-        response.metadata["finish_reason"] = outcome.finish_reason
-        return response
+        payload = {
+            "id": _completion_id(),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.model_id,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "".join(pieces)},
+                    "logprobs": None,
+                    "finish_reason": outcome.finish_reason,
+                }
+            ],
+            "usage": outcome.usage(),
+        }
+        who = self._who()
+        return completion_view(check_completion(payload, who), req, who)
 
-    def _start_stream(self, request: _ChatRequest, deadline: float | None) -> LocalStreamResponse:
+    def _start_stream(self, req: Request, request: _ChatRequest) -> LocalStreamResponse:
         engine = self._engine()
         self._compile_grammar(request)
         response = LocalStreamResponse()
         response.set_response_type("text_generation")
+        first, end = _deadlines(req, stream=True)
+        options = req.body.get("stream_options")
+        include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
         # Non-daemon: at interpreter exit a running generation finishes (it is bounded by
         # max_tokens) instead of being torn down inside llama.cpp.
         threading.Thread(
             target=_produce,
-            args=(engine, request, weakref.ref(response), response._cancel, deadline),
+            args=(
+                engine,
+                request,
+                weakref.ref(response),
+                response._cancel,
+                first,
+                end,
+                include_usage,
+            ),
             name=f"msgflux-local-stream-{self.model_id}",
         ).start()
         return response
 
-    def __call__(
-        self,
-        messages: str | list[dict[str, Any]],
-        *,
-        system_prompt: str | None = None,
-        prefilling: str | None = None,
-        stream: bool = False,
-        generation_schema: Any = None,
-        tool_schemas: list[dict[str, Any]] | None = None,
-        tool_choice: str | dict[str, Any] | None = None,
-        timeout: float | None = None,
-    ) -> ModelResponse | ModelStreamResponse:
-        """One completion (the local model never retries: it fails the same way again).
+    def _send(self, req: Request) -> Any:
+        """One completion of a canonical request. ``timeout`` bounds the whole call, or for a
+        stream the wait for its first token (including waiting for another call to finish
+        with the shared context)."""
+        request = self._chat_request(req)
+        if req.stream:
+            return self._start_stream(req, request)
+        return self._complete(req, request, _deadlines(req, stream=False)[1], None)
 
-        ``timeout`` bounds the whole call, or for a stream the wait for its first token
-        (including waiting for another call to finish with the shared context).
-        """
-        request = self._request(
-            messages, system_prompt, prefilling, generation_schema, tool_schemas, tool_choice
-        )
-        deadline = _deadline(timeout)
-        if not isinstance(stream, bool):
-            raise TypeError(f"stream must be a bool, got {type(stream).__name__}")
-        if stream:
-            return self._start_stream(request, deadline)
-        return self._complete(request, deadline, None)
-
-    async def acall(
-        self,
-        messages: str | list[dict[str, Any]],
-        *,
-        system_prompt: str | None = None,
-        prefilling: str | None = None,
-        stream: bool = False,
-        generation_schema: Any = None,
-        tool_schemas: list[dict[str, Any]] | None = None,
-        tool_choice: str | dict[str, Any] | None = None,
-        timeout: float | None = None,
-    ) -> ModelResponse | ModelStreamResponse:
-        """Async form of :meth:`__call__`: loading and generation run off the event loop.
+    async def _asend(self, req: Request) -> Any:
+        """Async form of :meth:`_send`: loading and generation run off the event loop.
 
         Cancelling the awaiting task stops the generation at the next token, so an abandoned
         attempt (a gateway timeout, a hedge that lost) frees the shared context quickly.
         """
-        request = self._request(
-            messages, system_prompt, prefilling, generation_schema, tool_schemas, tool_choice
-        )
-        deadline = _deadline(timeout)
-        if not isinstance(stream, bool):
-            raise TypeError(f"stream must be a bool, got {type(stream).__name__}")
-        if stream:
+        request = self._chat_request(req)
+        if req.stream:
             await asyncio.to_thread(self._engine)
-            return self._start_stream(request, deadline)
+            return self._start_stream(req, request)
         cancel = threading.Event()
+        deadline = _deadlines(req, stream=False)[1]
         try:
-            return await asyncio.to_thread(self._complete, request, deadline, cancel)
+            return await asyncio.to_thread(self._complete, req, request, deadline, cancel)
         except asyncio.CancelledError:
             cancel.set()
             raise
-
-    def _call_once(self, **kwargs: Any) -> Any:
-        """Single attempt; the same as ``__call__`` since the local model does not retry."""
-        return self(**kwargs)
-
-    async def _acall_once(self, **kwargs: Any) -> Any:
-        return await self.acall(**kwargs)
 
 
 @register("text_embedder", _PROVIDER)
@@ -888,38 +959,49 @@ class LocalTextEmbedder(_LocalModel, TextEmbedderModel):
             raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
         self.sampling_run_params = {"normalize": normalize}
 
-    def _embed(self, data: Any, deadline: float | None) -> ModelResponse:
-        single = isinstance(data, str)
-        inputs = [data] if single else data
+    def request(self, *args: Any, **kwargs: Any) -> Request:
+        return embeddings_request(*args, **kwargs)
+
+    def _send(self, req: Request) -> ModelResponse:
+        """Embed one text (a ``list[float]``) or a list of texts (a list of vectors)."""
+        inputs = req.body["input"]
+        inputs = [inputs] if isinstance(inputs, str) else inputs
         if not isinstance(inputs, list) or not all(isinstance(s, str) for s in inputs):
-            raise TypeError(f"data must be a str or a list of str, got {type(data).__name__}")
+            raise TypeError(f"data must be a str or a list of str, got {type_name(inputs)}")
         if not inputs:
             raise ValueError("data must not be an empty list")
         engine = self._engine()
+        deadline = _deadlines(req, stream=False)[1]
         engine.acquire(deadline, None, self.model_id)
         try:
             vectors, count = engine.embed(inputs, self.sampling_run_params["normalize"])
             engine.calls += 1
         finally:
             engine.lock.release()
-        response = ModelResponse()
-        response.set_response_type("text_embedding")
-        response.add(vectors[0] if single else vectors)
-        response.metadata["usage"] = {"prompt_tokens": count, "total_tokens": count}
-        return response
+        payload = {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)
+            ],
+            "model": self.model_id,
+            "usage": {"prompt_tokens": count, "total_tokens": count},
+        }
+        return view_of_payload(req, payload, None, self._who())
 
-    def __call__(self, data: str | list[str], *, timeout: float | None = None) -> ModelResponse:
-        """Embed one text (a ``list[float]``) or a list of texts (a list of vectors)."""
-        return self._embed(data, _deadline(timeout))
-
-    async def acall(self, data: str | list[str], *, timeout: float | None = None) -> ModelResponse:
-        return await asyncio.to_thread(self._embed, data, _deadline(timeout))
-
-
-def _pick(value: Any, default: Any) -> Any:
-    return default if value is None else value
+    async def _asend(self, req: Request) -> ModelResponse:
+        return await asyncio.to_thread(self._send, req)
 
 
-def _deadline(timeout: Any) -> float | None:
-    seconds = check_timeout(timeout)
-    return None if seconds is None else time.monotonic() + seconds
+def _deadlines(req: Request, *, stream: bool) -> tuple[float | None, float | None]:
+    """(first-token deadline, whole-call deadline), monotonic, for a canonical request."""
+    now = time.monotonic()
+    first = (
+        req.first_chunk_timeout if stream and req.first_chunk_timeout is not None else req.timeout
+    )
+    end = req.deadline if stream else req.timeout
+    if not stream and req.deadline is not None:
+        end = req.deadline if end is None else min(end, req.deadline)
+    return (
+        None if first is None else now + first,
+        None if end is None else now + end,
+    )

@@ -1,4 +1,4 @@
-"""Argument checks shared by the providers (the OpenAI wire format and the local llama.cpp one).
+"""Argument checks shared by the canonical request builders and the providers.
 
 Each check raises ``TypeError`` for a value of the wrong type and ``ValueError`` for one out
 of range, naming the argument and what it accepts. The ``minimum``/``maximum`` bounds are the
@@ -72,14 +72,14 @@ def check_str(name: str, value: Any, *, optional: bool = True) -> str | None:
     return value
 
 
-def check_timeout(value: Any) -> float | None:
-    """*value* when it is a number of seconds > 0 (an int stays an int), or None."""
+def check_timeout(value: Any, name: str = "timeout") -> float | None:
+    """*value* when it is a finite number of seconds > 0 (an int stays an int), or None."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"timeout must be a positive number of seconds or None, got {value!r}")
-    if not value > 0:  # also rejects NaN
-        raise ValueError(f"timeout must be a positive number of seconds, got {value}")
+        raise TypeError(f"{name} must be a positive number of seconds or None, got {value!r}")
+    if not (value > 0 and math.isfinite(value)):  # also rejects NaN
+        raise ValueError(f"{name} must be a positive number of seconds (finite), got {value}")
     return value
 
 

@@ -1,0 +1,84 @@
+"""Every secret the process knows, and the one function that removes them from text.
+
+An upstream may echo the caller's key back (in a header, an error message, a JSON body with
+each character ``\\u``-escaped, a URL), and a Redis URL may carry a password. Whatever leaves
+the library as a string (exception messages and attributes, ``stats()``, ``health()``, logs,
+the CLI) goes through :func:`scrub` first.
+
+Keys are registered when they are used (:func:`register`). The mask matches each character
+of a key in any form an upstream could write it (literal, percent-encoded, JSON ``\\uXXXX``
+or ``\\/``, hex in either case, mixed freely), so an echo is masked however it was encoded.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+__all__ = ["MASK", "register", "scrub", "scrub_value"]
+
+MASK = "***"
+_MIN_LENGTH = 4
+"""Shorter values are not treated as secrets: masking "ab" everywhere would garble text."""
+
+_lock = threading.Lock()
+_known: set[str] = set()
+_pattern: re.Pattern[str] | None = None
+
+
+def _char(c: str) -> str:
+    """A regex matching one character of a secret as an upstream may have written it:
+    literally, percent-encoded, JSON ``\\u``-escaped (and ``\\/`` for a slash)."""
+    code = ord(c)
+    forms = [re.escape(c), f"%{code:02x}", f"\\\\u{code:04x}"]
+    if c == "/":
+        forms.append(r"\\/")
+    return "(?:" + "|".join(forms) + ")"
+
+
+def register(secret: str | None) -> None:
+    """Remember ``secret`` so that :func:`scrub` masks it from now on (cheap when known)."""
+    global _pattern
+    if not secret or len(secret) < _MIN_LENGTH or secret in _known:
+        return
+    with _lock:
+        if secret in _known:
+            return
+        _known.add(secret)
+        # Longest first, so a secret that contains another is masked whole. Hex digits and
+        # escapes match in either case (IGNORECASE); masking a case variant of a key is fine.
+        alternatives = [
+            "".join(_char(c) for c in known) for known in sorted(_known, key=len, reverse=True)
+        ]
+        _pattern = re.compile("|".join(alternatives), re.IGNORECASE)
+
+
+def scrub(text: str) -> str:
+    """``text`` with every known secret (in any registered form) replaced by ``***``."""
+    pattern = _pattern
+    if pattern is None or not text:
+        return text
+    return pattern.sub(MASK, text)
+
+
+def scrub_value(value: Any, _depth: int = 0) -> Any:
+    """A copy of a JSON-like value (str, dict, list, tuple) with secrets scrubbed from every
+    string in it, keys included. Other values are returned as they are."""
+    if _pattern is None:
+        return value
+    if isinstance(value, str):
+        return scrub(value)
+    if _depth > 64:
+        return value
+    if isinstance(value, dict):
+        return {
+            (scrub(k) if isinstance(k, str) else k): scrub_value(v, _depth + 1)
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        items = [scrub_value(v, _depth + 1) for v in value]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, (bytes, bytearray)):
+        return scrub(bytes(value).decode("utf-8", "replace")).encode()
+    return value

@@ -1,0 +1,225 @@
+"""Where a request goes and what bounds it: built once per model and URL, reused by every call.
+
+Also the checks both clients share (they read bytes differently, but judge them the same way):
+an error status becomes its typed error, a stream request must be answered with SSE, and an
+over-large or undecodable body becomes a typed validation error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import zlib
+from collections.abc import Mapping
+from typing import Any, NoReturn
+
+import urllib3
+from multidict import CIMultiDict
+from yarl import URL
+
+from msgflux import _secrets
+from msgflux._transport.body import (
+    ACCEPT_ENCODING,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    BodyTooLarge,
+    UnsupportedEncoding,
+)
+from msgflux._transport.errors import Classify, status_error, transport_error
+from msgflux._transport.sse import DEFAULT_MAX_EVENT_BYTES, EventTooLarge
+from msgflux.exceptions import (
+    APIResponseValidationError,
+    APITimeoutError,
+    ProviderError,
+    ResponseTooLargeError,
+)
+
+__all__ = ["DEFAULT_TIMEOUT", "MAX_ERROR_BODY", "Endpoint", "Limits", "StreamTimeouts"]
+
+DEFAULT_TIMEOUT = 600.0
+"""Seconds an attempt may take when the caller gives no timeout (as the openai SDK)."""
+
+MAX_ERROR_BODY = 1 << 20
+"""An error answer is read up to 1 MiB; the message is in the first few hundred bytes."""
+
+_USER_AGENT = "msgflux-gateway"
+
+
+def _positive(name: str, value: Any, *, integer: bool = False) -> Any:
+    kind = "an int" if integer else "a number"
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int if integer else (int, float))):
+        raise TypeError(f"{name} must be {kind} > 0 or None, got {value!r}")
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be {kind} > 0 (finite) or None, got {value!r}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Limits:
+    """Byte caps on what an upstream may send back (decompressed size counted).
+
+    >>> Limits(max_response_bytes=8 << 20, max_event_bytes=256 << 10)
+    """
+
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    """A whole answer, and a whole stream."""
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    """One SSE event (and one line of it)."""
+
+    def __post_init__(self) -> None:
+        _positive("max_response_bytes", self.max_response_bytes, integer=True)
+        _positive("max_event_bytes", self.max_event_bytes, integer=True)
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StreamTimeouts:
+    """The time bounds of one streamed attempt, in seconds from its start.
+
+    ``first_chunk``: until the first *content* chunk (keep-alive comments, empty and role-only
+    deltas do not count; the provider adapter says what content is). ``idle``: the longest gap
+    between content chunks after that. ``total``: the whole stream (the gateway's deadline).
+    """
+
+    first_chunk: float = DEFAULT_TIMEOUT
+    idle: float = DEFAULT_TIMEOUT
+    total: float | None = None
+
+    @classmethod
+    def of(
+        cls,
+        timeout: float | None,
+        first_chunk: float | None = None,
+        idle: float | None = None,
+        total: float | None = None,
+    ) -> StreamTimeouts:
+        """``timeout`` is the default of the two gaps; ``total`` caps everything."""
+        base = DEFAULT_TIMEOUT if timeout is None else timeout
+        first = base if first_chunk is None else first_chunk
+        gap = base if idle is None else idle
+        if total is not None:
+            first = min(first, total)
+        return cls(first, gap, total)
+
+
+class Endpoint:
+    """Where one kind of request goes, built once and reused by every call.
+
+    ``headers`` hold the API key: neither they nor the key appear in the repr, and the key is
+    registered with :mod:`msgflux._secrets`, so it is scrubbed from every error and log.
+    ``classify`` refines error statuses with the provider's own wording.
+    """
+
+    __slots__ = (
+        "_aheaders",
+        "_path",
+        "_pool",
+        "_yurl",
+        "classify",
+        "headers",
+        "limits",
+        "model_id",
+        "provider",
+        "url",
+    )
+
+    def __init__(
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        *,
+        provider: str | None = None,
+        model_id: str | None = None,
+        secret: str | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        classify: Classify | None = None,
+    ) -> None:
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https://, got {url!r}")
+        _secrets.register(secret)
+        self.url = url
+        self.headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": ACCEPT_ENCODING, **headers}
+        self.provider = provider
+        self.model_id = model_id
+        self.limits = limits
+        self.classify = classify
+        self._yurl = URL(url)
+        self._aheaders = CIMultiDict(self.headers)
+        self._path = self._yurl.raw_path_qs
+        self._pool: urllib3.HTTPConnectionPool | None = None
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.url!r}, provider={self.provider!r}, model_id={self.model_id!r})"
+
+    def with_headers(self, extra: Mapping[str, str]) -> Endpoint:
+        """The same endpoint sending other or more headers (multipart uploads, per-call
+        ``extra_headers``); header names match case-insensitively."""
+        lowered = {k.lower() for k in extra}
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in lowered}
+        headers.update(extra)
+        ep = Endpoint.__new__(Endpoint)
+        ep.url = self.url
+        ep.headers = headers
+        ep.provider = self.provider
+        ep.model_id = self.model_id
+        ep.limits = self.limits
+        ep.classify = self.classify
+        ep._yurl = self._yurl
+        ep._aheaders = CIMultiDict(headers)
+        ep._path = self._path
+        ep._pool = self._pool
+        return ep
+
+    # -- judgements shared by both clients ---------------------------------------------------
+    def invalid(self, what: str, body: Any = None) -> APIResponseValidationError:
+        if isinstance(body, (bytes, bytearray)):
+            body = bytes(body[:500]).decode("utf-8", "replace")
+        return APIResponseValidationError(
+            what, provider=self.provider, model_id=self.model_id, body=body
+        )
+
+    def too_large(self, what: str) -> ResponseTooLargeError:
+        return ResponseTooLargeError(what, provider=self.provider, model_id=self.model_id)
+
+    def timed_out(self, what: str) -> APITimeoutError:
+        return APITimeoutError(what, provider=self.provider, model_id=self.model_id)
+
+    def raise_status(self, status: int, data: bytes, headers: Mapping[str, str]) -> NoReturn:
+        raise status_error(
+            status,
+            data,
+            headers,
+            provider=self.provider,
+            model_id=self.model_id,
+            classify=self.classify,
+        )
+
+    def failure(self, exc: BaseException, cut: bool, why: str) -> BaseException:
+        """What to raise for ``exc``: a timeout when our own bound cut the request (``cut``),
+        else the typed error it maps to (``exc`` itself when it is not about the transport)."""
+        if cut:
+            return self.timed_out(why)
+        if isinstance(exc, ProviderError):
+            return exc
+        if isinstance(exc, (BodyTooLarge, EventTooLarge)):
+            return self.too_large(str(exc))
+        if isinstance(exc, (UnsupportedEncoding, zlib.error)):
+            return self.invalid(f"the answer cannot be decoded: {exc}")
+        mapped = transport_error(exc, provider=self.provider, model_id=self.model_id)
+        if isinstance(mapped, APITimeoutError):
+            return self.timed_out(why)
+        return mapped or exc
+
+    def check_event_stream(self, headers: Mapping[str, str], sample: bytes) -> None:
+        """A stream request answered 2xx must be SSE; anything else is a validation error
+        (a broken or misconfigured server, not a transient failure)."""
+        ctype = headers.get("Content-Type") or headers.get("content-type") or ""
+        if not ctype.lower().startswith("text/event-stream"):
+            raise self.invalid(
+                f"a stream was requested but the answer is {ctype or 'untyped'}, "
+                "not text/event-stream",
+                sample,
+            )

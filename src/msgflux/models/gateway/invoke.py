@@ -1,0 +1,237 @@
+"""How one attempt calls one deployment: the only code that differs between the msgflux-style
+call (``gateway(messages=...)``) and the raw path (``gateway.complete(request)``).
+
+Both are *invokers*: ``call(step)`` / ``acall(step)`` make one attempt bounded by the step's
+timeout and return a primed answer (a stream has produced its first content, so an error
+before that is this attempt's failure). ``continued(partial)`` gives the invoker that resumes
+a broken stream on the next deployment.
+
+* :class:`MsgfluxCall` passes the caller's own keyword arguments to a user-written model
+  (exactly what msgflux does) and the canonical request, built once and validated before any
+  attempt, to a built-in provider.
+* :class:`RawCall` passes the canonical request to every model (a user-written one gets it
+  as msgflux arguments, see :meth:`BaseModel._send`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from msgflux._time import Clock
+from msgflux.exceptions import APITimeoutError
+from msgflux.models.gateway.deployment import Deployment
+from msgflux.models.gateway.engine import Step
+from msgflux.models.request import Request
+from msgflux.models.response import ModelStreamResponse
+
+__all__ = ["Invoker", "MsgfluxCall", "RawCall", "aprime", "prime"]
+
+
+def prime(result: Any) -> Any:
+    """Wait for a stream's first content, so errors before it count as this attempt's."""
+    if isinstance(result, ModelStreamResponse):
+        result.first_chunk()
+    return result
+
+
+async def aprime(result: Any) -> Any:
+    if isinstance(result, ModelStreamResponse):
+        await result.afirst_chunk()
+    return result
+
+
+def _timeout_error(dep: Deployment, timeout: float) -> APITimeoutError:
+    return APITimeoutError(
+        f"attempt abandoned after {timeout:g}s (timeout)",
+        provider=dep.provider,
+        model_id=dep.model_id,
+    )
+
+
+def _abandonable(fn: Callable[[], Any], timeout: float, clock: Clock, dep: Deployment) -> Any:
+    """Run ``fn`` on a daemon thread for at most ``timeout`` seconds (judged by ``clock``).
+
+    A sync model cannot be interrupted, so a timed-out attempt is abandoned: its thread
+    finishes on its own, and being a daemon it never holds up interpreter exit (a pool thread
+    would).
+    """
+    box: list[tuple[bool, Any]] = []
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            box.append((True, fn()))
+        except BaseException as exc:
+            box.append((False, exc))
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name="msgflux-gateway-attempt", daemon=True).start()
+    if not clock.wait_event(done, timeout):
+        raise _timeout_error(dep, timeout)
+    ok, value = box[0]
+    if ok:
+        return value
+    raise value
+
+
+class Invoker:
+    """One call's way of attempting a deployment (see the module docstring)."""
+
+    stream: bool = False
+
+    def __init__(self, clock: Clock, deadline_of: Callable[[], float | None]) -> None:
+        self.clock = clock
+        self.deadline_of = deadline_of
+        """Seconds left before the call's deadline (for an open stream's total bound)."""
+
+    def _request(self, base: Request, dep: Deployment, step: Step) -> Request:
+        """The canonical request of this attempt: the call's, with its bounds."""
+        return base.replace(
+            timeout=step.timeout,
+            first_chunk_timeout=dep.first_chunk_timeout
+            if dep.first_chunk_timeout is not None
+            else base.first_chunk_timeout,
+            idle_timeout=dep.idle_timeout if dep.idle_timeout is not None else base.idle_timeout,
+            deadline=self.deadline_of(),
+        )
+
+    def _send(self, dep: Deployment, req: Request, step: Step) -> Any:
+        model = dep.model
+        if dep.canonical or step.timeout is None or model.supports_timeout:
+            return prime(model._send(req))
+        return _abandonable(lambda: prime(model._send(req)), step.timeout, self.clock, dep)
+
+    async def _asend(self, dep: Deployment, req: Request, step: Step) -> Any:
+        model = dep.model
+        if dep.canonical or step.timeout is None or model.supports_timeout:
+            return await aprime(await model._asend(req))
+        try:
+            return await asyncio.wait_for(_aprimed_send(model, req), step.timeout)
+        except asyncio.TimeoutError:
+            raise _timeout_error(dep, step.timeout) from None
+
+    def call(self, step: Step) -> Any:
+        raise NotImplementedError
+
+    async def acall(self, step: Step) -> Any:
+        raise NotImplementedError
+
+    def continued(self, partial: str) -> Invoker:
+        raise NotImplementedError
+
+    @property
+    def prefill(self) -> str:
+        """The assistant prefill this call sends (what a continuation may echo back)."""
+        return ""
+
+
+async def _aprimed_send(model: Any, req: Request) -> Any:
+    return await aprime(await model._asend(req))
+
+
+async def _aprimed_call(model: Any, kwargs: dict[str, Any]) -> Any:
+    return await aprime(await model._acall_once(**kwargs))
+
+
+class MsgfluxCall(Invoker):
+    """``gateway(**kwargs)``: user models get ``kwargs``, built-in ones the canonical request."""
+
+    def __init__(
+        self,
+        kwargs: dict[str, Any],
+        build: Callable[..., Request],
+        clock: Clock,
+        deadline_of: Callable[[], float | None],
+        request: Request | None = None,
+    ) -> None:
+        super().__init__(clock, deadline_of)
+        self.kwargs = kwargs
+        self.build = build
+        self.stream = kwargs.get("stream") is True
+        self._req = request
+
+    def request(self) -> Request:
+        """The canonical request (built once, on the first built-in deployment's attempt)."""
+        req = self._req
+        if req is None:
+            req = self._req = self.build(**self.kwargs)
+        return req
+
+    def call(self, step: Step) -> Any:
+        dep = step.deployment
+        assert dep is not None
+        if dep.canonical:
+            return self._send(dep, self._request(self.request(), dep, step), step)
+        model = dep.model
+        timeout = step.timeout
+        if timeout is None:
+            return prime(model._call_once(**self.kwargs))
+        if model.supports_timeout:
+            return prime(model._call_once(timeout=timeout, **self.kwargs))
+        kwargs = self.kwargs
+        return _abandonable(lambda: prime(model._call_once(**kwargs)), timeout, self.clock, dep)
+
+    async def acall(self, step: Step) -> Any:
+        dep = step.deployment
+        assert dep is not None
+        if dep.canonical:
+            return await self._asend(dep, self._request(self.request(), dep, step), step)
+        model = dep.model
+        timeout = step.timeout
+        if timeout is None:
+            return await aprime(await model._acall_once(**self.kwargs))
+        if model.supports_timeout:
+            return await aprime(await model._acall_once(timeout=timeout, **self.kwargs))
+        try:
+            return await asyncio.wait_for(_aprimed_call(model, self.kwargs), timeout)
+        except asyncio.TimeoutError:
+            raise _timeout_error(dep, timeout) from None
+
+    def continued(self, partial: str) -> MsgfluxCall:
+        prefill = (self.kwargs.get("prefilling") or "") + partial
+        kwargs = {**self.kwargs, "prefilling": prefill}
+        return MsgfluxCall(kwargs, self.build, self.clock, self.deadline_of)
+
+    @property
+    def prefill(self) -> str:
+        return self.kwargs.get("prefilling") or ""
+
+
+class RawCall(Invoker):
+    """``gateway.complete(request)``: every model gets the canonical request."""
+
+    def __init__(
+        self, request: Request, clock: Clock, deadline_of: Callable[[], float | None]
+    ) -> None:
+        super().__init__(clock, deadline_of)
+        self.req = request
+        self.stream = request.stream
+
+    def call(self, step: Step) -> Any:
+        dep = step.deployment
+        assert dep is not None
+        return self._send(dep, self._request(self.req, dep, step), step)
+
+    async def acall(self, step: Step) -> Any:
+        dep = step.deployment
+        assert dep is not None
+        return await self._asend(dep, self._request(self.req, dep, step), step)
+
+    def continued(self, partial: str) -> RawCall:
+        req = self.req
+        messages = list(req.body["messages"])
+        prefill = (req.prefill or "") + partial
+        if req.prefill is not None and messages and messages[-1].get("role") == "assistant":
+            messages[-1] = {**messages[-1], "content": prefill}
+        else:
+            messages.append({"role": "assistant", "content": prefill})
+        body = {**req.body, "messages": messages}
+        return RawCall(req.replace(body=body, prefill=prefill), self.clock, self.deadline_of)
+
+    @property
+    def prefill(self) -> str:
+        return self.req.prefill or ""

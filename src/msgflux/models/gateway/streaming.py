@@ -1,0 +1,224 @@
+"""Streams through a gateway: committed at the first content, settled however they end.
+
+The gateway commits to a deployment when its stream produced its first content (the
+attempt's priming); from then on the caller reads the *outer* stream built here, which relays
+the inner one's ``(canonical chunk, view item)`` pairs. When the inner stream breaks, the
+engine decides: raise :class:`~msgflux.exceptions.StreamInterruptedError` with the partial
+text, or (``mid_stream="continue"``) continue on the next deployment with the partial answer
+as an assistant prefill. Servers differ in what they do with a prefill: most continue after
+it, some repeat it first; a repeated prefill is stripped, so the caller never reads text
+twice.
+
+Whatever the ending (finished, broken, or dropped by the reader, even unread and garbage
+collected), the stream's admission is settled exactly once.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from msgflux.exceptions import ModelRouterError
+from msgflux.models.gateway.drivers import Driver
+from msgflux.models.gateway.engine import RAISE, CallState
+from msgflux.models.gateway.invoke import Invoker
+from msgflux.models.response import Metadata, ModelResponse, ModelStreamResponse, Pair
+
+__all__ = ["outer_stream", "stamp"]
+
+
+def stamp(call: CallState, result: Any) -> None:
+    """Attach ``metadata.gateway`` (who answered, how many attempts, who failed before)."""
+    if not isinstance(result, (ModelResponse, ModelStreamResponse)):
+        return
+    if not isinstance(result.metadata, Metadata):
+        result.metadata = Metadata(result.metadata or {})
+    winner = call.winner or call.attempts[-1]
+    fallbacks: list[str] = []
+    for a in call.attempts:
+        if a.model_name != winner.model_name and a.model_name not in fallbacks and not a.cancelled:
+            fallbacks.append(a.model_name)
+    result.metadata["gateway"] = {
+        "model_name": winner.model_name,
+        "attempts": call.total,
+        "fallbacks": fallbacks,
+        "hedged": winner.hedge,
+        "history": [a.as_dict() for a in call.attempts],
+    }
+
+
+class _Echo:
+    """Strips a continuation's repetition of its own prefill from the start of its text."""
+
+    __slots__ = ("held", "prefix")
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.held = ""
+
+    def feed(self, text: str) -> str | None:
+        """The text to pass on (None: held back while it may still be the echo)."""
+        candidate = self.held + text
+        prefix = self.prefix
+        if prefix.startswith(candidate):
+            if len(candidate) == len(prefix):
+                self.prefix = ""
+                self.held = ""
+                return ""
+            self.held = candidate
+            return None
+        self.prefix = ""
+        self.held = ""
+        return candidate[len(prefix) :] if candidate.startswith(prefix) else candidate
+
+
+def _with_text(chunk: Any, text: str) -> Any:
+    """A copy of a canonical chunk whose first choice's content is ``text``."""
+    if not isinstance(chunk, dict):
+        return chunk
+    choice = chunk["choices"][0]
+    delta = {**choice["delta"], "content": text}
+    return {**chunk, "choices": [{**choice, "delta": delta}, *chunk["choices"][1:]]}
+
+
+def _dedup(echo: _Echo | None, pair: Pair) -> tuple[_Echo | None, Pair | None]:
+    if echo is None or not isinstance(pair[1], str):
+        return echo, pair
+    text = echo.feed(pair[1])
+    if not echo.prefix:  # decided: an echo stripped, or none
+        echo = None
+    if text is None:
+        return echo, None
+    if text == pair[1]:
+        return echo, pair
+    return echo, (_with_text(pair[0], text), text)
+
+
+def _ended(
+    driver: Driver, call: CallState, how: BaseException | None, cancelled: bool, inner: Any
+) -> Any:
+    """Stats for a committed stream's end, and the settlement of its admission."""
+    lease = call.lease
+    if lease is None:
+        return None
+    clock = driver.clock
+    now = clock.perf()
+    stats = lease.deployment.stats
+    if cancelled:
+        stats.abandoned()
+    elif how is None:
+        stats.answered(now - lease.began, now, lease.hedge)
+    else:
+        stats.interrupted(how, clock.time())
+    return call.stream_ended(how, cancelled, inner, now, clock.time())
+
+
+def _finished(call: CallState, inner: Any, outer: ModelStreamResponse) -> None:
+    """The stream ended: copy usage/finish_reason/tool calls and refresh the gateway record."""
+    meta = getattr(inner, "metadata", None)
+    if isinstance(meta, dict):
+        outer.metadata.update((k, v) for k, v in meta.items() if k != "gateway")
+    outer.response_type = getattr(inner, "response_type", None) or outer.response_type
+    if getattr(inner, "data", None) is not None:
+        outer.data = inner.data
+    stamp(call, outer)
+
+
+def _pairs(
+    driver: Driver, call: CallState, invoker: Invoker, inner: Any, outer: ModelStreamResponse
+) -> Iterator[Pair]:
+    parts: list[str] = []
+    echo: _Echo | None = None
+    clock = driver.clock
+    try:
+        while True:
+            began = clock.perf()
+            try:
+                for pair in inner.pairs():
+                    echo, kept = _dedup(echo, pair)
+                    if kept is None:
+                        continue
+                    if isinstance(kept[1], str):
+                        parts.append(kept[1])
+                    yield kept
+            except Exception as exc:
+                driver.settle(_ended(driver, call, exc, False, inner))
+                partial = "".join(parts)
+                step = call.interrupted(exc, partial, began, clock.perf(), clock.time())
+                if step.action is RAISE:
+                    assert step.error is not None
+                    raise step.error from exc
+                driver.hooks.moved(call, step)
+                invoker = invoker.continued(partial)
+                echo = _Echo(invoker.prefill) if invoker.prefill else None
+                try:
+                    inner = driver.run(call, invoker, step)
+                except ModelRouterError as err:
+                    raise call.broken(partial, err, "no deployment could continue it") from err
+                continue
+            _finished(call, inner, outer)
+            driver.settle(_ended(driver, call, None, False, inner))
+            return
+    finally:
+        driver.settle(_ended(driver, call, None, True, inner))
+
+
+async def _apairs(
+    driver: Driver, call: CallState, invoker: Invoker, inner: Any, outer: ModelStreamResponse
+) -> AsyncIterator[Pair]:
+    parts: list[str] = []
+    echo: _Echo | None = None
+    clock = driver.clock
+    try:
+        while True:
+            began = clock.perf()
+            try:
+                async for pair in inner.apairs():
+                    echo, kept = _dedup(echo, pair)
+                    if kept is None:
+                        continue
+                    if isinstance(kept[1], str):
+                        parts.append(kept[1])
+                    yield kept
+            except Exception as exc:
+                await driver.asettle(_ended(driver, call, exc, False, inner))
+                partial = "".join(parts)
+                step = call.interrupted(exc, partial, began, clock.perf(), clock.time())
+                if step.action is RAISE:
+                    assert step.error is not None
+                    raise step.error from exc
+                driver.hooks.moved(call, step)
+                invoker = invoker.continued(partial)
+                echo = _Echo(invoker.prefill) if invoker.prefill else None
+                try:
+                    inner = await driver.arun(call, invoker, step)
+                except ModelRouterError as err:
+                    raise call.broken(partial, err, "no deployment could continue it") from err
+                continue
+            _finished(call, inner, outer)
+            await driver.asettle(_ended(driver, call, None, False, inner))
+            return
+    finally:
+        await driver.asettle(_ended(driver, call, None, True, inner))
+
+
+def outer_stream(
+    driver: Driver, call: CallState, invoker: Invoker, inner: ModelStreamResponse, is_async: bool
+) -> ModelStreamResponse:
+    """The stream the caller reads (see the module docstring)."""
+    outer = ModelStreamResponse()
+    outer.response_type = inner.response_type
+    outer.metadata = Metadata({k: v for k, v in inner.metadata.items() if k != "gateway"})
+    if is_async:
+        outer.set_pairs(_apairs(driver, call, invoker, inner, outer))
+    else:
+        outer.set_pairs(_pairs(driver, call, invoker, inner, outer))
+    # A stream nobody reads never runs its generator's cleanup; release its admission
+    # (concurrency lease, probe slot) when it is garbage-collected.
+    weakref.finalize(outer, _release_unread, driver, call)
+    return outer
+
+
+def _release_unread(driver: Driver, call: CallState) -> None:
+    driver.settle(_ended(driver, call, None, True, None))
