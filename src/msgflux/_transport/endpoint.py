@@ -154,23 +154,27 @@ class Endpoint:
     def __repr__(self) -> str:
         return f"Endpoint({self.url!r}, provider={self.provider!r}, model_id={self.model_id!r})"
 
+    def _copy(self) -> Endpoint:
+        ep = Endpoint.__new__(Endpoint)
+        for name in Endpoint.__slots__:
+            setattr(ep, name, getattr(self, name))
+        return ep
+
     def with_headers(self, extra: Mapping[str, str]) -> Endpoint:
         """The same endpoint sending other or more headers (multipart uploads, per-call
         ``extra_headers``); header names match case-insensitively."""
         lowered = {k.lower() for k in extra}
         headers = {k: v for k, v in self.headers.items() if k.lower() not in lowered}
         headers.update(extra)
-        ep = Endpoint.__new__(Endpoint)
-        ep.url = self.url
+        ep = self._copy()
         ep.headers = headers
-        ep.provider = self.provider
-        ep.model_id = self.model_id
-        ep.limits = self.limits
-        ep.classify = self.classify
-        ep._yurl = self._yurl
         ep._aheaders = CIMultiDict(headers)
-        ep._path = self._path
-        ep._pool = self._pool
+        return ep
+
+    def with_limits(self, limits: Limits) -> Endpoint:
+        """The same endpoint with other byte caps (a gateway's, for one call)."""
+        ep = self._copy()
+        ep.limits = limits
         return ep
 
     # -- judgements shared by both clients ---------------------------------------------------

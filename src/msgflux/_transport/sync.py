@@ -46,22 +46,32 @@ connection) before closing it instead."""
 
 # -- the watchdog -------------------------------------------------------------------------------
 class Watch:
-    """One request's deadline (``at``, monotonic seconds) and the connection it may shut."""
+    """One request's deadline (``at``, monotonic seconds) and the socket it may shut."""
 
-    __slots__ = ("at", "conn", "fired")
+    __slots__ = ("at", "fired", "sock")
 
     def __init__(self, at: float) -> None:
         self.at = at
-        self.conn: Any = None
+        self.sock: Any = None
         self.fired = False
+
+    def attach(self, sock: Any) -> None:
+        self.sock = sock
+        if self.fired:  # the deadline passed while connecting
+            self._shut()
 
     def fire(self) -> None:
         self.fired = True
-        sock = getattr(self.conn, "sock", None)
+        self._shut()
+
+    def _shut(self) -> None:
+        sock = self.sock
         if sock is not None:
             try:
                 # The plain socket method, also on an SSLSocket: shutting the descriptor down
-                # wakes the reader without touching the TLS object it is using.
+                # wakes the reader without touching the TLS object it is using. The socket
+                # itself is kept, not the connection: http.client forgets the connection's
+                # socket when the answer says it will close, while the answer still reads it.
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)
             except OSError:
                 pass
@@ -120,20 +130,31 @@ _watchdog = _Watchdog()
 _current = threading.local()
 
 
-class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
-    def request(self, *args: Any, **kwargs: Any) -> None:
+class _Watched:
+    """Hands the socket of each request to the thread's current :class:`Watch`."""
+
+    sock: Any
+
+    def _watch(self) -> None:
         watch = getattr(_current, "watch", None)
-        if watch is not None:
-            watch.conn = self
-        super().request(*args, **kwargs)
+        if watch is not None and self.sock is not None:
+            watch.attach(self.sock)
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        self._watch()
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        self._watch()  # a reused connection already has its socket
+        super().request(*args, **kwargs)  # type: ignore[misc]
 
 
-class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        watch = getattr(_current, "watch", None)
-        if watch is not None:
-            watch.conn = self
-        super().request(*args, **kwargs)
+class _WatchedHTTPConnection(_Watched, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_Watched, urllib3.connection.HTTPSConnection):
+    pass
 
 
 class _Pool(urllib3.HTTPConnectionPool):

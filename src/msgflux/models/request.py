@@ -104,6 +104,10 @@ class Request:
     """The assistant prefill the caller gave (the last message of ``body["messages"]``)."""
     deadline: float | None = None
     """Seconds the whole attempt may last, an open stream included (a gateway's deadline)."""
+    max_response_bytes: int | None = None
+    """Cap on the answer (a stream: all of it), decompressed; None: the model's own."""
+    max_event_bytes: int | None = None
+    """Cap on one SSE event; None: the model's own."""
 
     def replace(self, **changes: Any) -> Request:
         return dataclasses.replace(self, **changes)

@@ -69,6 +69,15 @@ def check_count(
     return value
 
 
+MAX_BYTES = 1 << 34
+"""16 GiB: a cap beyond it is a mistake (and would not bound anything)."""
+
+
+def check_bytes(value: Any, field: str) -> int | None:
+    """A byte cap: an int between 1 and 16 GiB, or None."""
+    return check_count(value, field, low=1, high=MAX_BYTES)
+
+
 def as_predicate(value: Any, field: str) -> ErrorMatcher | None:
     """Turn exception types, predicates or a list mixing them into one predicate."""
     if value is None:
@@ -112,6 +121,8 @@ class GatewayConfig:
     deadline: float | None = None
     first_chunk_timeout: float | None = None
     idle_timeout: float | None = None
+    max_response_bytes: int | None = None
+    max_event_bytes: int | None = None
     timezone: str | None = None
     mid_stream: str = "raise"
     breaker: Breaker | dict[str, Any] | bool | None = True
@@ -143,6 +154,8 @@ class GatewayConfig:
         for name in ("timeout", "first_chunk_timeout", "idle_timeout"):
             check_seconds(getattr(self, name), name, high=DAY)
         check_seconds(self.deadline, "deadline", high=WEEK)
+        check_bytes(self.max_response_bytes, "max_response_bytes")
+        check_bytes(self.max_event_bytes, "max_event_bytes")
         check_seconds(self.stats_window, "stats_window", high=WEEK, allow_none=False)
         if self.mid_stream not in MID_STREAM:
             raise ValueError(f"mid_stream must be one of {MID_STREAM}, got {self.mid_stream!r}")

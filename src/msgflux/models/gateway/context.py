@@ -21,8 +21,8 @@ __all__ = ["MethodCall", "context_capacity"]
 class MethodCall(Invoker):
     """One attempt is ``model.<name>(**kwargs)`` (async: ``await model.a<name>(**kwargs)``)."""
 
-    def __init__(self, name: str, kwargs: dict[str, Any], *args: Any) -> None:
-        super().__init__(*args)
+    def __init__(self, name: str, kwargs: dict[str, Any], clock: Any, call: Any) -> None:
+        super().__init__(clock, call)
         self.name = name
         self.kwargs = kwargs
 

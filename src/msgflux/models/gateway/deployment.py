@@ -14,7 +14,13 @@ from zoneinfo import ZoneInfo
 
 from msgflux.models.base import BaseModel
 from msgflux.models.gateway.breaker import Breaker
-from msgflux.models.gateway.config import DAY, MAX_RETRIES, check_count, check_seconds
+from msgflux.models.gateway.config import (
+    DAY,
+    MAX_RETRIES,
+    check_bytes,
+    check_count,
+    check_seconds,
+)
 from msgflux.models.gateway.schedule import Window, parse_timezone, parse_windows
 from msgflux.models.gateway.state import Policy
 from msgflux.models.gateway.stats import DeploymentStats
@@ -32,6 +38,8 @@ DEPLOYMENT_KEYS = (
     "timeout",
     "first_chunk_timeout",
     "idle_timeout",
+    "max_response_bytes",
+    "max_event_bytes",
     "breaker",
     "weight",
     "rpm",
@@ -57,6 +65,8 @@ class Deployment:
     """Per-attempt timeout (the deployment's override, else the gateway's)."""
     first_chunk_timeout: float | None = None
     idle_timeout: float | None = None
+    max_response_bytes: int | None = None
+    max_event_bytes: int | None = None
     description: str | None = None
     raw: dict[str, Any] = dataclasses.field(default_factory=dict)
     """The user's dict without ``model``, for serialization."""
@@ -131,6 +141,8 @@ def parse_deployments(
     default_timeout: float | None,
     default_first_chunk_timeout: float | None = None,
     default_idle_timeout: float | None = None,
+    default_max_response_bytes: int | None = None,
+    default_max_event_bytes: int | None = None,
     default_breaker: Breaker | None = None,
     stats_window: float = 300.0,
     factory: Callable[[str], Any] | None = None,
@@ -225,6 +237,14 @@ def parse_deployments(
                 timeout=timeout,
                 first_chunk_timeout=seconds["first_chunk_timeout"] or default_first_chunk_timeout,
                 idle_timeout=seconds["idle_timeout"] or default_idle_timeout,
+                max_response_bytes=check_bytes(
+                    spec.get("max_response_bytes"), f"max_response_bytes of deployment {name!r}"
+                )
+                or default_max_response_bytes,
+                max_event_bytes=check_bytes(
+                    spec.get("max_event_bytes"), f"max_event_bytes of deployment {name!r}"
+                )
+                or default_max_event_bytes,
                 description=description,
                 raw=raw,
                 policy=policy,

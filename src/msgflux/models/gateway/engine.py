@@ -313,15 +313,16 @@ class CallState:
             hedge=step.hedge,
         )
         self.attempts.append(self.winner)
-        done = Step(RETURN, dep, step.number, pos=step.pos, hedge=step.hedge)
-        done.result = result
+        step.action = RETURN
+        step.result = result
+        step.settle = None
         if stream:
             self.lease = Lease(dep, step.ticket, began, step.hedge)
-        else:
-            done.settle = settlement(
+        elif step.ticket is not None:
+            step.settle = settlement(
                 dep.policy, step.ticket, SUCCESS, wall, now - began, result=result
             )
-        return done
+        return step
 
     def cancelled(self, step: Step, began: float, now: float, wall: float) -> Settlement | None:
         """A parallel attempt was cancelled because another one answered first."""

@@ -83,24 +83,36 @@ def _accepted_names(model: BaseModel) -> frozenset[str] | None:
     return frozenset(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
 
 
-def _check_chat_kwargs(kwargs: dict[str, Any]) -> None:
-    """Cheap type checks of msgflux's chat arguments, for gateways of user-written models (a
-    built-in provider's request is built, and so fully validated, before any attempt)."""
-    if "messages" in kwargs:
-        messages = kwargs["messages"]
-        if type(messages) is not str and not (
-            isinstance(messages, list) and all(isinstance(m, dict) for m in messages)
-        ):
-            raise TypeError(
-                f"messages must be a str or a list of message dicts, got {type(messages).__name__}"
-            )
-    stream = kwargs.get("stream", False)
-    if stream is not True and stream is not False:
-        raise TypeError(f"stream must be a bool, got {stream!r}")
-    for name in ("system_prompt", "prefilling"):
-        value = kwargs.get(name)
+def _messages_ok(value: Any) -> None:
+    if type(value) is not str and not (
+        isinstance(value, list) and all(isinstance(m, dict) for m in value)
+    ):
+        raise TypeError(
+            f"messages must be a str or a list of message dicts, got {type(value).__name__}"
+        )
+
+
+def _stream_ok(value: Any) -> None:
+    if value is not True and value is not False:
+        raise TypeError(f"stream must be a bool, got {value!r}")
+
+
+def _text_ok(name: str) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
         if value is not None and not isinstance(value, str):
             raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
+
+    return check
+
+
+_CHAT_CHECKS: dict[str, Callable[[Any], None]] = {
+    "messages": _messages_ok,
+    "stream": _stream_ok,
+    "system_prompt": _text_ok("system_prompt"),
+    "prefilling": _text_ok("prefilling"),
+}
+"""Cheap checks of msgflux's chat arguments, for gateways of user-written models (a built-in
+provider's request is built, and so fully validated, before any attempt)."""
 
 
 class ModelGateway:
@@ -139,6 +151,8 @@ class ModelGateway:
         deadline: float | None = None,
         first_chunk_timeout: float | None = None,
         idle_timeout: float | None = None,
+        max_response_bytes: int | None = None,
+        max_event_bytes: int | None = None,
         timezone: str | None = None,
         clock: Clock | Callable[[], datetime] | None = None,
         mid_stream: str = "raise",
@@ -169,6 +183,8 @@ class ModelGateway:
             deadline=deadline,
             first_chunk_timeout=first_chunk_timeout,
             idle_timeout=idle_timeout,
+            max_response_bytes=max_response_bytes,
+            max_event_bytes=max_event_bytes,
             timezone=timezone,
             mid_stream=mid_stream,
             breaker=breaker,
@@ -187,6 +203,8 @@ class ModelGateway:
             default_timeout=cfg.timeout,
             default_first_chunk_timeout=cfg.first_chunk_timeout,
             default_idle_timeout=cfg.idle_timeout,
+            default_max_response_bytes=cfg.max_response_bytes,
+            default_max_event_bytes=cfg.max_event_bytes,
             default_breaker=cfg.default_breaker,
             stats_window=float(stats_window),
             factory=_factory,
@@ -387,11 +405,13 @@ class ModelGateway:
                 f"the deployments accept: {', '.join(sorted(accepts))}"
             )
         if self._kind == CHAT:
-            _check_chat_kwargs(kwargs)
+            checks = _CHAT_CHECKS
+            for name in kwargs:
+                check = checks.get(name)
+                if check is not None:
+                    check(kwargs[name])
         clock = self._clock
-        invoker = MsgfluxCall(
-            kwargs, self._build or _no_build, clock, lambda: call.remaining(clock.perf())
-        )
+        invoker = MsgfluxCall(kwargs, self._build or _no_build, clock, call)
         if self._canonical and self._build is not None:
             invoker.request()  # builds and validates the canonical request
         return invoker
@@ -400,8 +420,10 @@ class ModelGateway:
         if isinstance(result, ModelStreamResponse):
             result = outer_stream(self._driver, call, invoker, result, is_async)
         stamp(call, result)
-        winner = call.winner or call.attempts[-1]
-        self._driver.hooks.success(call, self._by_name[winner.model_name], result)
+        hooks = self._driver.hooks
+        if hooks.on_success or logger.isEnabledFor(logging.DEBUG):
+            winner = call.winner or call.attempts[-1]
+            hooks.success(call, self._by_name[winner.model_name], result)
         return result
 
     # -- calls -------------------------------------------------------------------------------
@@ -435,7 +457,7 @@ class ModelGateway:
             raise ValueError(f"a {request.kind} request cannot go to a {self.model_type} gateway")
         call = self._plan(model_preference)
         clock = self._clock
-        return call, RawCall(request, clock, lambda: call.remaining(clock.perf()))
+        return call, RawCall(request, clock, call)
 
     def _raw_result(self, call: CallState, invoker: RawCall, result: Any, is_async: bool) -> Any:
         result = self._finish(call, invoker, result, is_async)
@@ -471,7 +493,7 @@ class ModelGateway:
     ) -> tuple[CallState, MethodCall]:
         call = self._plan(model_preference)
         clock = self._clock
-        return call, MethodCall(name, kwargs, clock, lambda: call.remaining(clock.perf()))
+        return call, MethodCall(name, kwargs, clock, call)
 
     def _method(self, name: str, kwargs: dict[str, Any], model_preference: str | None) -> Any:
         call, invoker = self._routed(name, kwargs, model_preference)

@@ -23,7 +23,7 @@ from typing import Any
 from msgflux._time import Clock
 from msgflux.exceptions import APITimeoutError
 from msgflux.models.gateway.deployment import Deployment
-from msgflux.models.gateway.engine import Step
+from msgflux.models.gateway.engine import CallState, Step
 from msgflux.models.request import Request
 from msgflux.models.response import ModelStreamResponse
 
@@ -41,6 +41,10 @@ async def aprime(result: Any) -> Any:
     if isinstance(result, ModelStreamResponse):
         await result.afirst_chunk()
     return result
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
 
 
 def _timeout_error(dep: Deployment, timeout: float) -> APITimeoutError:
@@ -83,20 +87,19 @@ class Invoker:
 
     stream: bool = False
 
-    def __init__(self, clock: Clock, deadline_of: Callable[[], float | None]) -> None:
+    def __init__(self, clock: Clock, call: CallState) -> None:
         self.clock = clock
-        self.deadline_of = deadline_of
-        """Seconds left before the call's deadline (for an open stream's total bound)."""
+        self.state = call
 
     def _request(self, base: Request, dep: Deployment, step: Step) -> Request:
-        """The canonical request of this attempt: the call's, with its bounds."""
+        """The canonical request of this attempt: the call's, with the deployment's bounds."""
         return base.replace(
             timeout=step.timeout,
-            first_chunk_timeout=dep.first_chunk_timeout
-            if dep.first_chunk_timeout is not None
-            else base.first_chunk_timeout,
-            idle_timeout=dep.idle_timeout if dep.idle_timeout is not None else base.idle_timeout,
-            deadline=self.deadline_of(),
+            first_chunk_timeout=_first(dep.first_chunk_timeout, base.first_chunk_timeout),
+            idle_timeout=_first(dep.idle_timeout, base.idle_timeout),
+            max_response_bytes=_first(dep.max_response_bytes, base.max_response_bytes),
+            max_event_bytes=_first(dep.max_event_bytes, base.max_event_bytes),
+            deadline=self.state.remaining(self.clock.perf()),
         )
 
     def _send(self, dep: Deployment, req: Request, step: Step) -> Any:
@@ -145,10 +148,10 @@ class MsgfluxCall(Invoker):
         kwargs: dict[str, Any],
         build: Callable[..., Request],
         clock: Clock,
-        deadline_of: Callable[[], float | None],
+        call: CallState,
         request: Request | None = None,
     ) -> None:
-        super().__init__(clock, deadline_of)
+        super().__init__(clock, call)
         self.kwargs = kwargs
         self.build = build
         self.stream = kwargs.get("stream") is True
@@ -194,7 +197,7 @@ class MsgfluxCall(Invoker):
     def continued(self, partial: str) -> MsgfluxCall:
         prefill = (self.kwargs.get("prefilling") or "") + partial
         kwargs = {**self.kwargs, "prefilling": prefill}
-        return MsgfluxCall(kwargs, self.build, self.clock, self.deadline_of)
+        return MsgfluxCall(kwargs, self.build, self.clock, self.state)
 
     @property
     def prefill(self) -> str:
@@ -204,10 +207,8 @@ class MsgfluxCall(Invoker):
 class RawCall(Invoker):
     """``gateway.complete(request)``: every model gets the canonical request."""
 
-    def __init__(
-        self, request: Request, clock: Clock, deadline_of: Callable[[], float | None]
-    ) -> None:
-        super().__init__(clock, deadline_of)
+    def __init__(self, request: Request, clock: Clock, call: CallState) -> None:
+        super().__init__(clock, call)
         self.req = request
         self.stream = request.stream
 
@@ -230,7 +231,7 @@ class RawCall(Invoker):
         else:
             messages.append({"role": "assistant", "content": prefill})
         body = {**req.body, "messages": messages}
-        return RawCall(req.replace(body=body, prefill=prefill), self.clock, self.deadline_of)
+        return RawCall(req.replace(body=body, prefill=prefill), self.clock, self.state)
 
     @property
     def prefill(self) -> str:

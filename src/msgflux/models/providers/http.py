@@ -282,7 +282,18 @@ class HTTPModel(BaseModel):
         return endpoint
 
     def _prepared(self, endpoint: Endpoint, req: Request) -> Endpoint:
-        return endpoint.with_headers(req.extra_headers) if req.extra_headers else endpoint
+        """The endpoint with this request's own headers and byte caps, when it has any."""
+        if req.extra_headers:
+            endpoint = endpoint.with_headers(req.extra_headers)
+        if req.max_response_bytes is not None or req.max_event_bytes is not None:
+            limits = endpoint.limits
+            endpoint = endpoint.with_limits(
+                Limits(
+                    req.max_response_bytes or limits.max_response_bytes,
+                    req.max_event_bytes or limits.max_event_bytes,
+                )
+            )
+        return endpoint
 
     def _stream_timeouts(self, req: Request) -> StreamTimeouts:
         """The bounds of a streamed attempt: the request's (a gateway sets them), else the
