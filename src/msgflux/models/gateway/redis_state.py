@@ -9,7 +9,7 @@ Why it is built this way:
   transitions as pure functions (``admit_first``, ``settle_state``). Redis cannot run Python,
   so the Lua below is a line-by-line transcription of them over the same data
   (``DeploymentState``'s numbers in a hash, the rpm log and the concurrency leases in sorted
-  sets). ``tests/test_redis_state.py`` drives both with one table of vectors (and random
+  sets). ``tests/gateway/test_redis_state.py`` drives both with one table of vectors (and random
   sequences) and compares every answer and the whole state after every step, so the two
   copies cannot drift apart unnoticed.
 * **Atomic and cheap.** Each gateway operation is one Lua call: ``admit`` walks the ranked
