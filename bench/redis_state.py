@@ -284,7 +284,7 @@ def report(
         "How the CPU-bound figure was reached (same bench, same machine, during development): "
         "with redis-py's clients on the per-call path the added p50 was 210 µs sync / 372 µs "
         "async and the ratio 0.46x (redis.asyncio spends >100 µs of CPU per command); lean "
-        "pipelined hiredis connections (`_redis_pipe.py`) brought it to 0.75x; the Lua as a "
+        "pipelined hiredis connections (`redis/pipe.py`) brought it to 0.75x; the Lua as a "
         "function library (no per-call rebuild of its helpers; Lua time per operation about "
         "10 -> 5 µs), "
         "per-slot window fields and merging the operations that one event loop starts in the "

@@ -7,6 +7,7 @@ requests reached each deployment, whichever process sent them.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import queue
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 
 from msgflux.exceptions import InternalServerError
-from msgflux.models.gateway import Breaker, MemoryStore, ModelGateway, RedisState
+from msgflux.models.gateway import Breaker, Hedge, MemoryStore, ModelGateway, RedisState
 from tests import redis_workers
 from tests.fakes import Scripted
 from tests.redis_server import RedisServer
@@ -101,7 +102,7 @@ def test_memory_store_stays_the_default() -> None:
     gateway = ModelGateway([{"model_name": "a", "model": Scripted("a")}])
     assert gateway.stats()["state"]["backend"] == "memory"
     assert isinstance(ModelGateway([{"model_name": "a", "model": Scripted("a")}]), ModelGateway)
-    assert MemoryStore().shared is False
+    assert MemoryStore().info()["shared"] is False
 
 
 # -- four processes ----------------------------------------------------------------------------
@@ -263,3 +264,55 @@ def test_redis_killed_mid_run_fails_no_call_and_sharing_resumes(
     ]
     assert all(r["skips"] == {"circuit open": 20} for r in after)
     w.join()
+
+
+# -- every admission is settled, even when the caller cancels mid-race -------------------------
+class _Sleepy(Scripted):
+    """Answers after ``delay`` seconds on the async path (cancellable)."""
+
+    async def acall(self, **kwargs: Any) -> Any:
+        await asyncio.sleep(self.delay)
+        return self._answer(self._next(kwargs), kwargs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["redis", "memory"])
+async def test_leases_return_to_zero_after_1000_cancelled_hedged_calls(
+    redis_url: str, backend: str
+) -> None:
+    store: Any = (
+        RedisState(redis_url, namespace=_namespace()) if backend == "redis" else MemoryStore()
+    )
+    a, b = _Sleepy("a", delay=5.0), _Sleepy("b", delay=5.0)
+    gateway = ModelGateway(
+        [
+            {"model_name": "a", "model": a, "max_concurrency": 2000},
+            {"model_name": "b", "model": b, "max_concurrency": 2000},
+        ],
+        hedge=Hedge(delay=0.002),
+        state=store,
+    )
+
+    async def cancelled_call() -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(gateway.acall(messages="hi"), 0.03)
+
+    for _ in range(10):
+        await asyncio.gather(*(cancelled_call() for _ in range(100)))
+
+    def leases() -> list[int]:
+        deployments = gateway.stats()["deployments"]
+        return [deployments[name]["leases"] for name in ("a", "b")]
+
+    for _ in range(100):  # settlements of cancelled admissions finish in the background
+        if leases() == [0, 0]:
+            break
+        await asyncio.sleep(0.02)
+    assert leases() == [0, 0]
+    stats = gateway.stats()["deployments"]
+    assert stats["a"]["in_flight"] == 0 and stats["b"]["in_flight"] == 0
+    # Cancellation hit calls while admitted by the store and while racing (a hedge started).
+    assert 0 < stats["a"]["calls"] <= 1000 and stats["b"]["hedges"]["started"] > 0
+    if backend == "redis":
+        await store.aclose()
+        store.close()

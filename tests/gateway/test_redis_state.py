@@ -25,7 +25,7 @@ import pytest
 import redis
 
 from msgflux.models.gateway.breaker import Breaker
-from msgflux.models.gateway.redis_state import RedisState
+from msgflux.models.gateway.redis import RedisState
 from msgflux.models.gateway.state import (
     FAILURE,
     IGNORED,
@@ -539,6 +539,31 @@ def test_config_errors_name_the_field(kwargs: dict[str, Any], error: type, field
         RedisState(**args)
 
 
+@pytest.mark.parametrize("password", ["pa/ss#word", "a@b/c", "x#y?z", "%2Fencoded"])
+def test_no_part_of_a_password_with_reserved_characters_shows(password: str) -> None:
+    """Standard URL parsers split such a password and report part of it as host or fragment."""
+    s = RedisState(f"redis://user:{password}@127.0.0.1:1/0", timeout=0.05)
+    shown = repr(s) + str(s.info()) + s.url
+    for part in {password, *password.replace("#", "/").replace("?", "/").split("/")} - {""}:
+        if len(part) >= 4:
+            assert part not in shown, part
+    assert s.url == "redis://127.0.0.1:1/0"
+    p = Policy("x", "mock", "m", breaker=Breaker())
+    s.admit([p], T0)  # nothing listens: served locally, and the error text is scrubbed
+    assert password not in str(s.info()["last_error"])
+    s.close()
+
+
+def test_a_password_with_a_slash_still_authenticates(redis_server: RedisServer) -> None:
+    admin = redis.Redis.from_url(redis_server.url)
+    admin.execute_command("ACL", "SETUSER", "slashy", "on", ">pa/ss#wd", "~*", "&*", "+@all")
+    s = RedisState(f"redis://slashy:pa/ss#wd@127.0.0.1:{redis_server.port}/0")
+    p = Policy("x", "mock", "m", breaker=Breaker(failure_threshold=1))
+    s.settle(Settlement(p, s.admit([p], T0), FAILURE, T0))
+    assert s.healthy and s.admit([p], T0 + 1).index == -1
+    s.close()
+
+
 def test_url_credentials_never_show() -> None:
     s = RedisState("redis://user:s3cret@127.0.0.1:1/0")
     assert "s3cret" not in repr(s) and "s3cret" not in str(s.info())
@@ -548,10 +573,10 @@ def test_url_credentials_never_show() -> None:
 
 
 def test_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delitem(sys.modules, "msgflux.models.gateway.redis_state")
+    monkeypatch.delitem(sys.modules, "msgflux.models.gateway.redis")
     monkeypatch.setitem(sys.modules, "redis", None)
     with pytest.raises(ImportError, match=r'pip install "msgflux-gateway\[redis\]"'):
-        importlib.import_module("msgflux.models.gateway.redis_state")
+        importlib.import_module("msgflux.models.gateway.redis")
 
 
 # -- connections: URL options, threads, event loops, servers without functions -----------------
@@ -590,8 +615,9 @@ def test_falls_back_to_scripts_where_functions_are_not_allowed(redis_server: Red
     adm = s.admit([p], T0)
     s.settle(Settlement(p, adm, FAILURE, T0))
     assert s.admit([p], T0 + 1).index == -1
-    assert s.healthy and s._functions is False
-    from msgflux.models.gateway.redis_state import _ADMIT, _SETTLE
+    assert s.healthy and s.redis._functions is False
+    from msgflux.models.gateway.redis.scripts import ADMIT as _ADMIT
+    from msgflux.models.gateway.redis.scripts import SETTLE as _SETTLE
 
     shas = [hashlib.sha1(sc.source.encode()).hexdigest() for sc in (_ADMIT, _SETTLE)]
     assert admin.script_exists(*shas) == [True, True]  # it ran them as scripts

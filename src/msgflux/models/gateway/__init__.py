@@ -67,7 +67,7 @@ def utc_now() -> datetime:
 def __getattr__(name: str) -> Any:
     # The Redis store is imported on first use, so `import msgflux` never imports redis.
     if name == "RedisState":
-        from msgflux.models.gateway.redis_state import RedisState
+        from msgflux.models.gateway.redis import RedisState
 
         return RedisState
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -237,18 +237,13 @@ def _open(cfg: Breaker, st: DeploymentState, now: float, base: float, retry_afte
     st.win_fails = []
 
 
-def breaker_check(
-    cfg: Breaker, st: DeploymentState, now: float, force: bool = False
-) -> tuple[str | None, float | None]:
-    """May a call go through now? Returns (skip reason or None, retry_at). Changes nothing.
-
-    ``force`` lets an open breaker be probed before its reopen time (``when_all_open="probe"``).
-    """
+def breaker_check(cfg: Breaker, st: DeploymentState, now: float) -> tuple[str | None, float | None]:
+    """May a call go through now? Returns (skip reason or None, retry_at). Changes nothing."""
     state = st.state
     if state == CLOSED:
         return None, None
     if state == OPEN:
-        if now >= st.open_until or force:
+        if now >= st.open_until:
             return None, None
         return REASON_OPEN, st.open_until
     if st.probes < cfg.half_open_probes or now >= st.probe_until:

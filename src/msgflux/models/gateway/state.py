@@ -291,9 +291,6 @@ class StateStore(Protocol):
     (``tests/store_contract.py`` holds the shared tests).
     """
 
-    shared: bool
-    """True when other processes see the same state (Redis), False for process memory."""
-
     def register(self, policies: Sequence[Policy]) -> None:
         """Called once per gateway with its deployments' policies, before any call."""
         ...
@@ -333,7 +330,6 @@ class MemoryStore:
     >>> ModelGateway(deployments, state=MemoryStore())   # share it between gateways if wanted
     """
 
-    shared = False
     never_suspends = True
     """Its async methods run to completion without awaiting anything."""
 
@@ -401,15 +397,17 @@ def resolve_store(value: Any) -> StateStore:
     if isinstance(value, str):
         if value.startswith(("redis://", "rediss://", "unix://")):
             try:
-                redis_state = importlib.import_module("msgflux.models.gateway.redis_state")
+                redis = importlib.import_module("msgflux.models.gateway.redis")
             except ImportError as exc:  # pragma: no cover - depends on the extra
                 raise ImportError(
                     'state="redis://..." needs the Redis store: install "msgflux-gateway[redis]"'
                 ) from exc
-            store: StateStore = redis_state.RedisState(value)
+            store: StateStore = redis.RedisState(value)
             return store
+        scheme = value.partition("://")[0] if "://" in value else value[:20]
         raise ValueError(
-            f"state must be a StateStore, None (process memory) or a 'redis://' URL, got {value!r}"
+            "state must be a StateStore, None (process memory) or a redis://, rediss:// or "
+            f"unix:// URL, got a {scheme!r} string"
         )
     for name in ("admit", "aadmit", "settle", "asettle", "snapshot", "info"):
         if not callable(getattr(value, name, None)):

@@ -106,6 +106,8 @@ class HTTPModel(BaseModel):
     canonical: ClassVar[bool] = True
     client_params: ClassVar[tuple[str, ...]] = ("base_url",)
     """What ``sampling_params`` may hold (msgflux's name for the client settings)."""
+    structured_outputs: ClassVar[tuple[str, ...]] = STRUCTURED_OUTPUTS
+    """The values ``structured_output=`` accepts (each wire format has its own forms)."""
 
     model_id: str
     sampling_params: dict[str, Any]
@@ -181,17 +183,13 @@ class HTTPModel(BaseModel):
                 f"max_tokens_field must be one of {MAX_TOKENS_FIELDS}, "
                 f"got {self.max_tokens_field!r}"
             )
-        if self.structured_output is not None and self.structured_output not in STRUCTURED_OUTPUTS:
+        accepted = self.structured_outputs
+        if self.structured_output is not None and self.structured_output not in accepted:
             raise ValueError(
-                f"structured_output must be one of {STRUCTURED_OUTPUTS}, "
-                f"got {self.structured_output!r}"
+                f"structured_output must be one of {accepted}, got {self.structured_output!r}"
             )
         spec = self.spec
-        if (
-            base_url is None
-            and spec.default_base_url is None
-            and not os.environ.get(spec.base_url_env)
-        ):
+        if self.base_url() is None:
             raise ValueError(
                 f"provider {spec.name!r} has no default URL: pass base_url='http://...' "
                 f"or set {spec.base_url_env}"
