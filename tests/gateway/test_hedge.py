@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 
-from msgflux import Breaker, Hedge, ManualClock, ModelGateway
+from msgflux import Breaker, Hedge, ManualClock, MemoryStore, ModelGateway
 from msgflux.exceptions import InternalServerError, ModelRouterError
-from msgflux.models.gateway.state import FAILURE, Settlement
+from msgflux.models.gateway.deployment import Deployment
+from msgflux.models.gateway.state import FAILURE, Policy, Settlement
 from msgflux.models.model import Model
+from msgflux.retry import RetryPolicy
 from tests.fakes import Scripted
 from tests.upstream import Reply, Upstream
 
@@ -90,9 +92,7 @@ def test_hedge_option_forms() -> None:
 
 
 def test_percentile_delay_needs_samples() -> None:
-    clock = ManualClock()
-    gw = gateway(Scripted("a"), Scripted("b"), clock=clock)
-    dep = gw._deployments[0]
+    dep = Deployment(0, "a", Scripted("a"), "fake", "a", RetryPolicy())
     hedge = Hedge(delay="p95", min_samples=10)
     assert hedge.delay_for(dep, stream=False, now=0.0) is None
     assert Hedge("p95", initial_delay=0.7).delay_for(dep, False, 0.0) == 0.7
@@ -209,10 +209,11 @@ async def test_max_hedges_starts_one_more_per_delay(mode: str) -> None:
 @MODES
 async def test_a_hedge_skips_an_open_deployment(mode: str) -> None:
     a, b, c = Paced("a", [SLOW]), Paced("b", [0.0]), Paced("c", [0.0])
-    gw = gateway(a, b, c, clock=ManualClock(), breaker=Breaker(failure_threshold=1))
-    policy = gw._deployments[1].policy
-    now = gw._clock.time()
-    gw._store.settle(Settlement(policy, gw._store.admit([policy], now), FAILURE, now))
+    clock, store = ManualClock(), MemoryStore()
+    gw = gateway(a, b, c, clock=clock, state=store, breaker=Breaker(failure_threshold=1))
+    policy = Policy("b", "fake", "b", breaker=Breaker(failure_threshold=1))  # b's identity
+    now = clock.time()
+    store.settle(Settlement(policy, store.admit([policy], now), FAILURE, now))
     resp = await run(gw, mode)
     meta = resp.metadata.gateway
     assert meta["model_name"] == "c" and meta["hedged"] is True

@@ -52,18 +52,39 @@ EXPECTED_STATUS = {
 
 
 # -- status codes ------------------------------------------------------------------------------
-@pytest.mark.parametrize("status", range(400, 600))
-def test_every_error_status_maps_to_a_typed_error(status: int) -> None:
-    cls = errors.error_class_for_status(status)
-    if status in EXPECTED_STATUS:
-        assert cls is EXPECTED_STATUS[status]
-    elif status >= 500:
-        assert cls is InternalServerError
-    else:
-        assert cls is APIStatusError
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (400, BadRequestError),
+        (401, AuthenticationError),
+        (403, PermissionDeniedError),
+        (404, NotFoundError),
+        (408, RequestTimeoutError),
+        (409, ConflictError),
+        (413, BadRequestError),
+        (418, APIStatusError),
+        (422, BadRequestError),
+        (429, RateLimitError),
+        (451, APIStatusError),
+        (499, APIStatusError),
+        (500, InternalServerError),
+        (502, InternalServerError),
+        (503, InternalServerError),
+        (529, InternalServerError),
+        (599, InternalServerError),
+    ],
+)
+def test_each_error_status_maps_to_its_typed_error(status: int, expected: type) -> None:
     err = errors.status_error(status, b"{}", {}, provider="p", model_id="m")
-    assert type(err) is cls
+    assert type(err) is expected
     assert err.status_code == status
+
+
+@pytest.mark.parametrize("status", range(400, 600))
+def test_no_error_status_is_left_unmapped(status: int) -> None:
+    err = errors.status_error(status, b"{}", {}, provider="p", model_id="m")
+    assert isinstance(err, APIStatusError) and err.status_code == status
+    assert err.transient == (status in (408, 409, 429) or status >= 500)
 
 
 @pytest.mark.parametrize(

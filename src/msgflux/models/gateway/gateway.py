@@ -395,6 +395,12 @@ class ModelGateway:
         policies = self._policies if deployments is self._deployments else None
         return CallState(self._call_cfg, deployments, self._clock.perf(), policies)
 
+    def plan(self, model_preference: str | None = None) -> list[str]:
+        """The deployments a call made now would try, in order (time windows, preference and
+        strategy applied; breakers and limits are judged per attempt, so they are not). Like
+        a call, it advances a rotating strategy such as ``round_robin``."""
+        return [d.name for d in self._plan(model_preference).deployments]
+
     def _invoker(self, call: CallState, kwargs: dict[str, Any]) -> MsgfluxCall:
         """The msgflux-style call, its arguments validated before any attempt."""
         accepts = self._accepts

@@ -16,6 +16,7 @@ a broken stream on the next deployment.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -112,10 +113,7 @@ class Invoker:
         model = dep.model
         if dep.canonical or step.timeout is None or model.supports_timeout:
             return await aprime(await model._asend(req))
-        try:
-            return await asyncio.wait_for(_aprimed_send(model, req), step.timeout)
-        except asyncio.TimeoutError:
-            raise _timeout_error(dep, step.timeout) from None
+        return await _within(self.clock, _aprimed_send(model, req), step.timeout, dep)
 
     def call(self, step: Step) -> Any:
         raise NotImplementedError
@@ -130,6 +128,23 @@ class Invoker:
     def prefill(self) -> str:
         """The assistant prefill this call sends (what a continuation may echo back)."""
         return ""
+
+
+async def _within(clock: Clock, coro: Any, timeout: float, dep: Deployment) -> Any:
+    """Await ``coro`` for at most ``timeout`` seconds of ``clock`` time (a manual clock decides
+    when the timeout fires); past it, the attempt is cancelled and fails as a timeout."""
+    task = asyncio.ensure_future(coro)
+    try:
+        done = await clock.wait_first({task}, timeout)
+    except BaseException:
+        task.cancel()
+        raise
+    if task in done:
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
+    raise _timeout_error(dep, timeout)
 
 
 async def _aprimed_send(model: Any, req: Request) -> Any:
@@ -189,10 +204,7 @@ class MsgfluxCall(Invoker):
             return await aprime(await model._acall_once(**self.kwargs))
         if model.supports_timeout:
             return await aprime(await model._acall_once(timeout=timeout, **self.kwargs))
-        try:
-            return await asyncio.wait_for(_aprimed_call(model, self.kwargs), timeout)
-        except asyncio.TimeoutError:
-            raise _timeout_error(dep, timeout) from None
+        return await _within(self.clock, _aprimed_call(model, self.kwargs), timeout, dep)
 
     def continued(self, partial: str) -> MsgfluxCall:
         prefill = (self.kwargs.get("prefilling") or "") + partial
