@@ -1,9 +1,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,local,redis
+EXTRAS ?= dev,local,redis,server
 
-.PHONY: run test lint typecheck pytest bench clean redis
+.PHONY: run test lint typecheck pytest bench clean redis node-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +29,17 @@ typecheck: $(VENV)/.stamp-$(EXTRAS)
 redis:
 	command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
 
-pytest: $(VENV)/.stamp-$(EXTRAS) redis
+# The server's client tests run the official openai npm package (pinned in package-lock.json).
+NODE_DIR := tests/server/node
+$(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json
+	if command -v npm >/dev/null; then npm ci --prefix $(NODE_DIR) --no-audit --no-fund; else echo "npm not found: the Node client test will be skipped"; fi
+
+node-deps: $(NODE_DIR)/node_modules/.package-lock.json
+
+pytest: $(VENV)/.stamp-$(EXTRAS) redis node-deps
 	$(BIN)/pytest
 
 test: lint typecheck pytest
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(NODE_DIR)/node_modules

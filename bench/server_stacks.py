@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTION = "## Server stack"
+SECTION = "## Server stack (issue 12)"
 COMMAND = "python -m bench.server_stacks"
 PATH = "/v1/chat/completions"
 CLIENT_MODEL = "gpt-4o-mini"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -232,6 +233,79 @@ def models() -> None:
         local_table.add_row(f"local/{alias}", status)
     local_table.add_row("local/<path to a .gguf file>", "any GGUF file llama.cpp can load")
     out.print(local_table)
+
+
+SERVE_HELP = (
+    "Serve the gateways of a config file over the OpenAI API (chat, embeddings, moderations, "
+    "audio, images, models, health).\n\n"
+    "The config is YAML: see docs/server.md, or check one with [bold]msgflux config check "
+    "FILE[/bold]. SIGTERM drains (in-flight requests and streams finish) and exits 0."
+)
+
+
+@app.command(help=SERVE_HELP)
+def serve(
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="The YAML config file.", show_default=False)
+    ],
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to listen on [default: 127.0.0.1].")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", min=0, max=65535, help="Port [default: 4000; 0 picks one]."),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="Processes on the port (SO_REUSEPORT) [default: 1]."),
+    ] = None,
+    no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--no-auth", help="Allow a non-loopback --host without client keys (server.keys)."
+        ),
+    ] = False,
+) -> None:
+    """Run the server; the help text is ``SERVE_HELP``."""
+    from msgflux.server.config import ConfigError, load_config
+    from msgflux.server.lifecycle import StartupError, configure_logging
+    from msgflux.server.lifecycle import serve as run_server
+
+    _, err = _consoles()
+    configure_logging()
+    try:
+        cfg = load_config(config)
+        code = run_server(cfg, host=host, port=port, workers=workers, no_auth=no_auth)
+    except (ConfigError, StartupError) as exc:
+        err.print(f"[red]msgflux serve:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
+
+
+config_app = typer.Typer(help="Work with server config files.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("check")
+def config_check(
+    file: Annotated[Path, typer.Argument(help="The YAML config file.", show_default=False)],
+) -> None:
+    """Validate a config (building every gateway, without calling any model) and print the
+    resolved plan with secrets masked; exit code 1 on an error."""
+    from msgflux.server.config import ConfigError, load_config, plan, yaml
+    from msgflux.server.runtime import build_runtime
+
+    out, err = _consoles()
+    logging.getLogger("msgflux").addHandler(logging.NullHandler())
+    logging.getLogger("msgflux").propagate = False
+    try:
+        cfg = load_config(file)
+        build_runtime(cfg, shared_state=False).close()
+    except ConfigError as exc:
+        err.print(f"[red]config error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    out.out(yaml.safe_dump(plan(cfg), sort_keys=False, allow_unicode=True), highlight=False)
+    err.print("[green]config OK[/green]")
 
 
 def main() -> None:

@@ -278,3 +278,11 @@ async def test_an_attempt_timeout_fires_in_virtual_time() -> None:
     history = response.metadata.gateway["history"]
     assert history[0]["error"] == APITimeoutError.__name__
     assert clock.perf() == pytest.approx(11.0)
+
+
+async def test_a_deadline_that_cuts_the_last_attempt_short_is_reported_as_a_deadline() -> None:
+    clock = ManualClock()
+    slow = ClockModel("slow", 600.0, clock)
+    gateway = ModelGateway([{"model_name": "slow", "model": slow}], deadline=3.0, clock=clock)
+    with pytest.raises(ModelRouterError, match=r"Deadline of 3s exceeded after 1 attempt"):
+        await gateway.acall(messages="hi")

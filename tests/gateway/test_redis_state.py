@@ -680,3 +680,21 @@ async def test_concurrent_calls_of_one_loop_share_lua_calls(store: RedisState) -
         *(store.asettle(Settlement(p, a, SUCCESS, T0 + 11)) for a in admitted if a.index == 0)
     )
     await store.aclose()
+
+
+def test_the_store_shares_state_under_uvloop(redis_server: RedisServer) -> None:
+    """uvloop's transports are not asyncio.Transport subclasses (msgflux serve runs on it)."""
+    uvloop = pytest.importorskip("uvloop")
+    s = RedisState(redis_server.url, namespace="uvloop-check")
+    p = Policy("x", "mock", "m", breaker=Breaker(failure_threshold=1))
+
+    async def main() -> None:
+        adm = await s.aadmit([p], T0)
+        await s.asettle(Settlement(p, adm, FAILURE, T0))
+        assert (await s.aadmit([p], T0 + 1)).index == -1
+        await s.aclose()
+
+    uvloop.run(main())
+    assert s.healthy and s.info()["local_admissions"] == 0
+    assert s.state(p).state == 1  # open, in Redis
+    s.close()

@@ -484,7 +484,7 @@ class CallState:
 
     def _open(self, now: float, previous: Deployment | None) -> Step:
         if self._pos >= len(self.deployments):
-            return Step(RAISE, error=self.error())
+            return Step(RAISE, error=self.error(now))
         if not self._budget_allows(now):
             return Step(RAISE, error=self.error(now))
         step = self._attempt(self.deployments[self._pos], now, 0.0)
@@ -508,12 +508,20 @@ class CallState:
         ]
         n = len(self.deployments)
         cfg = self._cfg
-        if self._pos < n and now is not None:
-            if self._deadline_at is not None and now >= self._deadline_at - 1e-9:
-                message = f"Deadline of {cfg.deadline:g}s exceeded after {self.total} attempt(s)"
-            else:
-                message = f"max_attempts={cfg.max_attempts} reached after {self.total} attempt(s)"
-            message += f" on {n} available model(s)"
+        deadline_passed = (
+            self._deadline_at is not None and now is not None and now >= self._deadline_at - 1e-3
+        )
+        if deadline_passed:
+            # Also when the deadline cut the last attempt short (it failed as a timeout).
+            message = (
+                f"Deadline of {cfg.deadline:g}s exceeded after {self.total} attempt(s) "
+                f"on {n} available model(s)"
+            )
+        elif self._pos < n and now is not None:
+            message = (
+                f"max_attempts={cfg.max_attempts} reached after {self.total} attempt(s) "
+                f"on {n} available model(s)"
+            )
         elif not failures and self.attempts:
             reasons: dict[str, list[str]] = {}
             for a in self.attempts:

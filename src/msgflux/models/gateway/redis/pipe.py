@@ -23,7 +23,7 @@ import socket
 import ssl
 import threading
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
@@ -128,8 +128,8 @@ class _Protocol(asyncio.Protocol):
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # Not isinstance(asyncio.Transport): uvloop's transports are not subclasses of it.
+        self.transport = cast(asyncio.Transport, transport)
 
     def send(self, frame: bytes) -> asyncio.Future[Any]:
         """Queue one packed command; the future gets its reply (or a redis-py error)."""

@@ -1,0 +1,76 @@
+"""Client keys: who is calling, and which gateways they may use.
+
+A key arrives as ``Authorization: Bearer <key>`` (what the OpenAI SDKs send) or ``api-key:
+<key>`` (Azure's header). The server keeps only the SHA-256 of each key and compares the
+digest of what arrived against every configured digest with :func:`hmac.compare_digest`,
+always all of them, so neither the key's content nor which key matched shows in the timing.
+Keys are registered with :mod:`msgflux._secrets` when the config is loaded, so an echo of one
+is masked in every error and log line; the server never logs, echoes or measures a key.
+
+With no keys configured every request is the :data:`ANONYMOUS` principal (allowed everything):
+the server then binds only to loopback unless ``--no-auth`` is given (see ``lifecycle``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+from collections.abc import Sequence
+
+from msgflux.server.config import KeySpec
+
+__all__ = ["ANONYMOUS", "KeyRing", "Principal", "credential"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Principal:
+    """The caller: a key's name and the gateways it may use (None: all)."""
+
+    name: str
+    models: frozenset[str] | None
+
+    def allows(self, gateway: str) -> bool:
+        return self.models is None or gateway in self.models
+
+
+ANONYMOUS = Principal("anonymous", None)
+
+_BEARER = b"bearer "
+
+
+def credential(headers: Sequence[tuple[bytes, bytes]]) -> bytes | None:
+    """The key in ``Authorization: Bearer`` (first) or ``api-key``, else None."""
+    api_key = None
+    for name, value in headers:
+        if name == b"authorization":
+            if value[:7].lower() == _BEARER:
+                return value[7:].strip()
+            return None
+        if name == b"api-key":
+            api_key = value.strip()
+    return api_key
+
+
+class KeyRing:
+    """The configured keys (see the module docstring)."""
+
+    __slots__ = ("_entries", "enabled")
+
+    def __init__(self, keys: Sequence[KeySpec]) -> None:
+        self._entries = tuple((k.digest, Principal(k.name, k.models)) for k in keys)
+        self.enabled = bool(self._entries)
+
+    def authenticate(self, headers: Sequence[tuple[bytes, bytes]]) -> Principal | None:
+        """The principal for these request headers; None when the key is missing or wrong."""
+        if not self.enabled:
+            return ANONYMOUS
+        token = credential(headers)
+        if not token:
+            return None
+        digest = hashlib.sha256(token).digest()
+        found: Principal | None = None
+        for expected, principal in self._entries:
+            if hmac.compare_digest(digest, expected):
+                found = principal
+        return found
