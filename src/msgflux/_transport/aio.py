@@ -122,7 +122,14 @@ else:  # pragma: no cover - Python 3.10
 
 
 async def _read_all(resp: aiohttp.ClientResponse, limit: int, truncate: bool = False) -> bytes:
-    inflater = Inflater(resp.headers.get("Content-Encoding"), limit)
+    headers = resp.headers
+    encoding = headers.get("Content-Encoding")
+    length = resp.content_length
+    if encoding is None and length is not None and length <= limit:
+        # A plain body whose size is announced and within the cap: read it in one go (aiohttp
+        # stops at Content-Length, so it cannot grow past what was checked here).
+        return await resp.read()
+    inflater = Inflater(encoding, limit)
     out = bytearray()
     content = resp.content
     try:

@@ -261,7 +261,13 @@ def _open(
 
 
 def _read_all(resp: urllib3.BaseHTTPResponse, limit: int, truncate: bool = False) -> bytes:
-    inflater = Inflater(resp.headers.get("content-encoding"), limit)
+    encoding = resp.headers.get("content-encoding")
+    length = resp.length_remaining
+    if encoding is None and length is not None and length <= limit:
+        # A plain body whose size is announced and within the cap: read it in one go (the
+        # watchdog still bounds the time it takes).
+        return resp.read(decode_content=False)
+    inflater = Inflater(encoding, limit)
     out = bytearray()
     try:
         while raw := resp.read1(SLICE):

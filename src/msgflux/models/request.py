@@ -112,6 +112,35 @@ class Request:
     def replace(self, **changes: Any) -> Request:
         return dataclasses.replace(self, **changes)
 
+    def bounded(
+        self,
+        timeout: float | None,
+        first_chunk_timeout: float | None,
+        idle_timeout: float | None,
+        max_response_bytes: int | None,
+        max_event_bytes: int | None,
+        deadline: float | None,
+    ) -> Request:
+        """A copy with other time and byte bounds (a gateway's, for one attempt); a plain
+        copy, several times cheaper than :func:`dataclasses.replace` on this hot path."""
+        new = Request(
+            self.kind,
+            self.body,
+            self.stream,
+            timeout,
+            first_chunk_timeout,
+            idle_timeout,
+            self.extra_headers,
+            self.schema,
+            self.file,
+            self.single,
+            self.prefill,
+            deadline,
+            max_response_bytes,
+            max_event_bytes,
+        )
+        return new
+
     def with_body(self, **fields: Any) -> Request:
         return dataclasses.replace(self, body={**self.body, **fields})
 

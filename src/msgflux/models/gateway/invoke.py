@@ -44,8 +44,8 @@ async def aprime(result: Any) -> Any:
     return result
 
 
-def _first(*values: Any) -> Any:
-    return next((v for v in values if v is not None), None)
+def _first(a: Any, b: Any) -> Any:
+    return b if a is None else a
 
 
 def _timeout_error(dep: Deployment, timeout: float) -> APITimeoutError:
@@ -93,15 +93,26 @@ class Invoker:
         self.state = call
 
     def _request(self, base: Request, dep: Deployment, step: Step) -> Request:
-        """The canonical request of this attempt: the call's, with the deployment's bounds."""
-        return base.replace(
-            timeout=step.timeout,
-            first_chunk_timeout=_first(dep.first_chunk_timeout, base.first_chunk_timeout),
-            idle_timeout=_first(dep.idle_timeout, base.idle_timeout),
-            max_response_bytes=_first(dep.max_response_bytes, base.max_response_bytes),
-            max_event_bytes=_first(dep.max_event_bytes, base.max_event_bytes),
-            deadline=self.state.remaining(self.clock.perf()),
+        """The canonical request of this attempt: the call's, with the deployment's bounds
+        (copied only when they differ: most attempts send the call's request as it is)."""
+        bounds = (
+            step.timeout,
+            _first(dep.first_chunk_timeout, base.first_chunk_timeout),
+            _first(dep.idle_timeout, base.idle_timeout),
+            _first(dep.max_response_bytes, base.max_response_bytes),
+            _first(dep.max_event_bytes, base.max_event_bytes),
+            self.state.remaining(self.clock.perf()),
         )
+        if bounds == (
+            base.timeout,
+            base.first_chunk_timeout,
+            base.idle_timeout,
+            base.max_response_bytes,
+            base.max_event_bytes,
+            base.deadline,
+        ):
+            return base
+        return base.bounded(*bounds)
 
     def _send(self, dep: Deployment, req: Request, step: Step) -> Any:
         model = dep.model
