@@ -1,7 +1,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,local,redis,server
+EXTRAS ?= dev,local,redis,server,cost,metrics,tracing
 
 .PHONY: run test lint typecheck pytest bench clean redis node-deps
 
