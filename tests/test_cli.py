@@ -53,6 +53,8 @@ def test_models_lists_providers_types_and_local_models() -> None:
     assert "chat_completion" in result.output
     assert "text_embedder" in result.output
     assert "local/smollm2-135m-instruct" in result.output
+    for provider in ("anthropic", "gemini", "azure"):  # the native providers are listed
+        assert provider in result.output
 
 
 @pytest.mark.local

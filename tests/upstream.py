@@ -27,6 +27,15 @@ model, headers, parsed body, the reply it got, whether the client hung up early)
 questions; the server notices a client hanging up (a hedge loser, a closed stream) a moment
 after it happens, so wait for it rather than asserting immediately.
 
+**Vendor wire formats.** The same server speaks Anthropic's Messages API (``POST
+/v1/messages``), the Gemini API (``/v1beta/models/{model}:generateContent`` and the other
+methods) and Azure OpenAI (``/openai/deployments/{deployment}/...?api-version=...``,
+``/openai/v1/...``): it checks each request the way the vendor would (a refused one gets the
+vendor's 4xx error and :attr:`Recorded.invalid` says why) and renders the same
+:class:`Reply` knobs in the vendor's answers, SSE events and error bodies. The model of a
+Gemini or Azure-deployment request is the one its path names. :mod:`tests.upstream_vendors`
+lists the routes and the knobs each vendor reads.
+
 Run it standalone with ``python tests/upstream.py --port 8000``; it prints its base URL.
 """
 
@@ -47,6 +56,8 @@ from typing import Any, Literal
 
 import orjson
 from aiohttp import web
+
+from tests import upstream_vendors as vendors
 
 __all__ = ["ROUTES", "Recorded", "Reply", "ToolCallSpec", "Upstream", "closed_port_url"]
 
@@ -132,6 +143,23 @@ class Reply:
     """Speech bytes (default ``b"FAKEAUDIO:" + input``)."""
     image_url: str = "https://images.example/0.png"
 
+    # vendor wire formats (see tests.upstream_vendors)
+    error_type: str | None = None
+    """Anthropic ``error.type``, Gemini ``error.status``, Azure ``error.type`` (default: the
+    status's own)."""
+    error_reason: str | None = None
+    """Gemini: add an ``ErrorInfo`` detail with this reason (``"API_KEY_INVALID"``)."""
+    retry_delay: str | None = None
+    """Gemini: add a ``RetryInfo`` detail with this ``retryDelay`` (``"47s"``)."""
+    stream_error: str | None = None
+    """Stream: after ``cut_after`` content chunks (all of them when None), send the vendor's
+    in-stream error of this type (Anthropic ``overloaded_error``, Gemini ``UNAVAILABLE``) and
+    end the stream."""
+    block_reason: str | None = None
+    """Gemini: answer 200 with ``promptFeedback.blockReason`` and no candidates."""
+    thought_signature: str | None = None
+    """Gemini: the ``thoughtSignature`` of each ``functionCall`` part."""
+
 
 @dataclasses.dataclass
 class Recorded:
@@ -158,6 +186,12 @@ class Recorded:
     """The client closed the connection before the reply was complete."""
     server_dropped: bool = False
     """The upstream closed the connection on purpose (``drop``/``cut_after``)."""
+    vendor: str = "openai"
+    """``openai``, ``anthropic``, ``gemini`` or ``azure``: whose wire format the route is."""
+    query: dict[str, str] = dataclasses.field(default_factory=dict)
+    """The query string's parameters (``api-version``, ``alt``, ``key``)."""
+    invalid: str | None = None
+    """Why the vendor would refuse this request (it got the vendor's error), or None."""
 
 
 class _Queues:
@@ -366,11 +400,15 @@ class Upstream:
     # -- serving ------------------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         route = ROUTES.get((request.method, request.path))
+        vendor, path_model = "openai", None
         if route is None:
-            return _error_response(404, f"no route {request.method} {request.path}", None, {})
+            found = vendors.match(request.method, request.path)
+            if found is None:
+                return _error_response(404, f"no route {request.method} {request.path}", None, {})
+            route, vendor, path_model = found
         payload: Any = None
         raw = b""
-        if route == "transcriptions":
+        if route in ("transcriptions", "azure_transcriptions"):
             form = await request.post()
             payload = {
                 k: (v.file.read() if isinstance(v, web.FileField) else v) for k, v in form.items()
@@ -382,7 +420,7 @@ class Upstream:
                 payload = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 payload = None
-        model = payload.get("model") if isinstance(payload, dict) else None
+        model = path_model or (payload.get("model") if isinstance(payload, dict) else None)
         rec = Recorded(
             index=next(self._counter),
             route=route,
@@ -392,8 +430,12 @@ class Upstream:
             body=raw,
             json=payload,
             model=model if isinstance(model, str) else None,
-            stream=isinstance(payload, dict) and payload.get("stream") is True,
+            stream=vendors.is_stream(route, payload)
+            if vendor != "openai"
+            else isinstance(payload, dict) and payload.get("stream") is True,
             started=time.monotonic(),
+            vendor=vendor,
+            query=dict(request.query),
         )
         with self._lock:
             self._counts[route] = self._counts.get(route, 0) + 1
@@ -420,6 +462,13 @@ class Upstream:
         if reply.drop == "before_headers":
             return await _drop(request, rec)
         headers = _reply_headers(rec, reply)
+        if rec.vendor != "openai":
+            refused = vendors.validate(rec)
+            if refused is not None:
+                status, message = refused
+                rec.invalid = message
+                body = vendors.error_body(rec, status, message, None)
+                return await _send(request, rec, reply, status, body, "application/json", headers)
         if reply.body is not None or reply.json is not _UNSET:
             if reply.body is not None:
                 data = reply.body.encode() if isinstance(reply.body, str) else reply.body
@@ -429,8 +478,15 @@ class Upstream:
                 ctype = reply.content_type or "application/json"
             return await _send(request, rec, reply, reply.status, data, ctype, headers)
         if reply.status >= 400:
-            body = _error_body(reply.status, reply.error, reply.error_code)
+            if rec.vendor == "openai":
+                body = _error_body(reply.status, reply.error, reply.error_code)
+            else:
+                body = vendors.error_body(rec, reply.status, reply.error, reply)
             return await _send(request, rec, reply, reply.status, body, "application/json", headers)
+        if rec.vendor in ("anthropic", "gemini"):
+            return await _vendor_answer(request, rec, reply, headers)
+        if rec.vendor == "azure":
+            return await _azure_answer(request, rec, reply, headers)
         if route_is_stream(rec):
             return await _stream_chat(request, rec, reply, headers)
         data, ctype = _route_body(rec, reply)
@@ -442,12 +498,16 @@ def route_is_stream(rec: Recorded) -> bool:
 
 
 def _check_route(route: str | None) -> None:
-    if route is not None and route not in ROUTES.values():
-        raise ValueError(f"unknown route {route!r}; routes: {sorted(set(ROUTES.values()))}")
+    if route is not None and route not in ROUTES.values() and route not in vendors.ROUTES:
+        names = sorted({*ROUTES.values(), *vendors.ROUTES})
+        raise ValueError(f"unknown route {route!r}; routes: {names}")
 
 
 def _reply_headers(rec: Recorded, reply: Reply) -> dict[str, str]:
-    headers = {"x-request-id": f"req_{rec.index}"}
+    if rec.vendor == "anthropic":
+        headers = {"request-id": f"req_{rec.index}"}
+    else:
+        headers = {"x-request-id": f"req_{rec.index}"}
     if reply.retry_after is not None:
         headers["Retry-After"] = str(reply.retry_after)
     if reply.retry_after_ms is not None:
@@ -720,6 +780,110 @@ async def _stream_chat(
     if reply.cut_after is not None and sent >= reply.cut_after:
         return await _drop(request, rec)
     await resp.write(b"data: [DONE]\n\n")
+    await resp.write_eof()
+    return resp
+
+
+# -- vendor answers (the shapes are in tests.upstream_vendors) ---------------------------------
+def _vendor_answer_of(rec: Recorded, reply: Reply) -> vendors.Answer:
+    calls = _tool_calls(reply)
+    if calls:
+        text = reply.text
+        pieces = list(reply.chunks) if reply.chunks is not None else _pieces(text or "")
+    else:
+        text = _answer_text(rec, reply)
+        pieces = list(reply.chunks) if reply.chunks is not None else _pieces(text)
+    reasoning = _pieces(reply.reasoning) if reply.reasoning else []
+    return vendors.Answer(text, pieces, calls, reasoning, _prompt_words(rec.json))
+
+
+def _prompt_words(payload: Any) -> int:
+    """Words of the prompt's text in any of the three shapes (a stand-in for tokens)."""
+    words = 0
+    if isinstance(payload, dict):
+        for key in ("messages", "contents", "system", "systemInstruction"):
+            words += _words(payload.get(key))
+    return words
+
+
+def _words(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.split())
+    if isinstance(value, list):
+        return sum(_words(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_words(value.get(k)) for k in ("content", "parts", "text"))
+    return 0
+
+
+async def _vendor_answer(
+    request: web.Request, rec: Recorded, reply: Reply, headers: dict[str, str]
+) -> web.StreamResponse:
+    ans = _vendor_answer_of(rec, reply)
+    structured = None if reply.structured is _UNSET else reply.structured
+    if rec.stream:
+        frames, error = vendors.stream_frames(rec, reply, ans, structured)
+        return await _stream_frames(request, rec, reply, headers, frames, b"", error)
+    data, ctype = vendors.answer(rec, reply, ans, structured)
+    return await _send(request, rec, reply, reply.status, data, ctype, headers)
+
+
+async def _azure_answer(
+    request: web.Request, rec: Recorded, reply: Reply, headers: dict[str, str]
+) -> web.StreamResponse:
+    shadow = dataclasses.replace(rec, route=vendors.AZURE_AS_OPENAI[rec.route])
+    if rec.stream:
+        events, content = _stream_events(shadow, reply)
+        chunks = vendors.azure_chunks(events)
+        frames = [(b"data: " + orjson.dumps(c) + b"\n\n", False) for c in chunks[:1]]
+        frames += [
+            (b"data: " + orjson.dumps(c) + b"\n\n", has)
+            for c, has in zip(chunks[1:], content, strict=True)
+        ]
+        error = {"error": {"message": reply.error or "server error", "code": 500}}
+        tail = b"data: [DONE]\n\n"
+        error_frame = b"data: " + orjson.dumps(error) + b"\n\n"
+        return await _stream_frames(request, rec, reply, headers, frames, tail, error_frame)
+    data, ctype = _route_body(shadow, reply)
+    if rec.route == "azure_chat":
+        data = orjson.dumps(vendors.azure_chat(orjson.loads(data)))
+    elif rec.route == "azure_embeddings":
+        data = orjson.dumps(vendors.azure_embeddings(orjson.loads(data), rec.json))
+    return await _send(request, rec, reply, reply.status, data, ctype, headers)
+
+
+async def _stream_frames(
+    request: web.Request,
+    rec: Recorded,
+    reply: Reply,
+    headers: dict[str, str],
+    frames: list[tuple[bytes, bool]],
+    tail: bytes,
+    error_frame: bytes,
+) -> web.StreamResponse:
+    """Send SSE ``frames`` then ``tail``, honouring ``cut_after``, ``chunk_delay``,
+    ``stream_error`` and ``drop`` as :func:`_stream_chat` does."""
+    resp = web.StreamResponse(status=200, headers={**headers, "Cache-Control": "no-cache"})
+    resp.content_type = "text/event-stream"
+    await resp.prepare(request)
+    if reply.drop == "after_headers":
+        return await _drop(request, rec)
+    sent = 0
+    for frame, has_content in frames:
+        if reply.cut_after is not None and has_content and sent >= reply.cut_after:
+            if reply.stream_error is not None:
+                break
+            return await _drop(request, rec)
+        if reply.chunk_delay > 0 and has_content and sent:
+            await asyncio.sleep(reply.chunk_delay)
+        await resp.write(frame)
+        sent += has_content
+    if reply.stream_error is not None:
+        await resp.write(error_frame)
+    elif reply.cut_after is not None and sent >= reply.cut_after:
+        return await _drop(request, rec)
+    elif tail:
+        await resp.write(tail)
     await resp.write_eof()
     return resp
 

@@ -76,8 +76,19 @@ def chat(upstream_env: Upstream) -> OpenAIChatCompletion:
 
 
 def point_provider_at(monkeypatch: pytest.MonkeyPatch, provider: str, upstream: Upstream) -> None:
-    monkeypatch.setenv(f"{provider.upper()}_BASE_URL", upstream.base_url)
+    # Azure's base URL is the resource root (its paths start with /openai/...).
+    base = upstream.url if provider == "azure" else upstream.base_url
+    monkeypatch.setenv(f"{provider.upper()}_BASE_URL", base)
     monkeypatch.setenv(f"{provider.upper()}_API_KEY", f"sk-test-{provider}")
+
+
+AUTH_HEADERS = {"anthropic": "x-api-key", "gemini": "x-goog-api-key", "azure": "api-key"}
+"""The native providers' key headers (the others send ``Authorization: Bearer``)."""
+
+
+def sent_key(provider: str, headers: dict[str, str]) -> str:
+    name = AUTH_HEADERS.get(provider)
+    return f"Bearer {headers[name]}" if name else headers["authorization"]
 
 
 # -- chat --------------------------------------------------------------------------------------
@@ -572,7 +583,8 @@ def test_constructing_needs_neither_key_nor_network(
     for name in list(os.environ):
         if name.endswith(("_API_KEY", "_BASE_URL")):
             monkeypatch.delenv(name)
-    kwargs = {"base_url": "http://127.0.0.1:9/v1"} if provider == "openai_compatible" else {}
+    needs_url = provider in ("openai_compatible", "azure")
+    kwargs = {"base_url": "http://127.0.0.1:9/v1"} if needs_url else {}
     model = Model.chat_completion(f"{provider}/some-model", **kwargs)
     assert model.get_model_info() == {"model_id": "some-model", "provider": provider}
 
@@ -701,7 +713,7 @@ def test_serialization_round_trip_restores_a_working_model(
     response = restored(*args, **kwargs)
     assert isinstance(response, ModelResponse)
     assert response.data is not None
-    assert upstream.last.headers["authorization"] == f"Bearer sk-test-{provider}"
+    assert sent_key(provider, upstream.last.headers) == f"Bearer sk-test-{provider}"
 
 
 def test_from_serialized_validates_the_state() -> None:

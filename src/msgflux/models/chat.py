@@ -21,7 +21,7 @@ import base64
 import binascii
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -40,12 +40,15 @@ from msgflux.models.tool_call import ToolCall
 
 __all__ = [
     "ChatStream",
+    "Translator",
     "achat_pairs",
+    "atranslated_pairs",
     "chat_pairs",
     "check_completion",
     "chunk_of",
     "completion_of",
     "completion_view",
+    "translated_pairs",
 ]
 
 Who = tuple["str | None", "str | None"]
@@ -291,6 +294,13 @@ class ChatStream:
             item = CONTENT
         return item
 
+    def text(self, piece: str) -> str:
+        """Account for the text of a canonical chunk whose producer built it (a vendor stream's
+        translator) and so needs no checking; returns the view item (the text)."""
+        if self.target.response_type is None:
+            self._kind("text_generation")
+        return piece
+
     def _add_tool_deltas(self, deltas: Any, chunk: Any) -> None:
         who = self.who
         if not isinstance(deltas, list):
@@ -407,6 +417,77 @@ async def achat_pairs(events: Any, state: ChatStream) -> AsyncIterator[Pair]:
             if item is not SKIP:
                 events.content()
             yield chunk, item
+        calls = state.finish()
+        if calls is not None:
+            yield None, calls
+    finally:
+        events.close()
+
+
+# -- vendor SSE streams, translated into OpenAI chunks ----------------------------------------
+class Translator(Protocol):
+    """Turns one vendor SSE event into canonical OpenAI chunks (Anthropic's, Gemini's).
+
+    :meth:`feed` returns the chunks of one ``(event name, data)`` pair (often none), each with
+    what the :class:`ChatStream` needs of it: None (check and accumulate the chunk), the text
+    of a plain text delta the translator built itself (accounted without re-checking), or
+    :data:`~msgflux.models.response.SKIP`; it raises the typed error of an in-stream error
+    event. ``done`` turns true at the vendor's logical end (Anthropic's ``message_stop``);
+    :meth:`end` returns the chunks that close the stream (the usage chunk) once the events
+    are over.
+    """
+
+    done: bool
+
+    def feed(self, event: str | None, data: bytes) -> list[tuple[dict[str, Any], Any]]: ...
+
+    def end(self) -> list[dict[str, Any]]: ...
+
+
+def translated_pairs(events: Any, state: ChatStream, translator: Translator) -> Iterator[Pair]:
+    """The ``(chunk, view item)`` pairs of a vendor SSE stream, like :func:`chat_pairs` but
+    with each event translated into OpenAI chunks first."""
+    try:
+        for name, data in events:
+            for chunk, item in translator.feed(name, data):
+                if item is None:
+                    item = state.feed(chunk)
+                elif type(item) is str:
+                    item = state.text(item)
+                if item is not SKIP:
+                    events.content()
+                yield chunk, item
+            if translator.done:
+                events.finish()
+                break
+        for chunk in translator.end():
+            yield chunk, state.feed(chunk)
+        calls = state.finish()
+        if calls is not None:
+            yield None, calls
+    finally:
+        events.close()
+
+
+async def atranslated_pairs(
+    events: Any, state: ChatStream, translator: Translator
+) -> AsyncIterator[Pair]:
+    """Async form of :func:`translated_pairs`."""
+    try:
+        async for name, data in events:
+            for chunk, item in translator.feed(name, data):
+                if item is None:
+                    item = state.feed(chunk)
+                elif type(item) is str:
+                    item = state.text(item)
+                if item is not SKIP:
+                    events.content()
+                yield chunk, item
+            if translator.done:
+                await events.afinish()
+                break
+        for chunk in translator.end():
+            yield chunk, state.feed(chunk)
         calls = state.finish()
         if calls is not None:
             yield None, calls

@@ -1,7 +1,10 @@
 """Built-in providers; importing this package registers them."""
 
+from msgflux.models.providers import anthropic as anthropic
+from msgflux.models.providers import azure as azure
 from msgflux.models.providers import cerebras as cerebras
 from msgflux.models.providers import deepseek as deepseek
+from msgflux.models.providers import gemini as gemini
 from msgflux.models.providers import groq as groq
 from msgflux.models.providers import local as local  # llama_cpp itself loads lazily
 from msgflux.models.providers import mistral as mistral
