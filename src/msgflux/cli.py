@@ -308,6 +308,56 @@ def config_check(
     err.print("[green]config OK[/green]")
 
 
+IMPORT_LITELLM_HELP = (
+    "Convert a LiteLLM proxy config.yaml into a msgflux config, printed on stdout "
+    "(msgflux config import-litellm litellm.yaml > msgflux.yaml).\n\n"
+    "Every model_name becomes a gateway of its deployments, keeping LiteLLM's load balancing "
+    "(a weighted or least-busy strategy, said in a comment); fallbacks append the fallback "
+    "groups' deployments; retries, cooldowns, Redis and the master key map to max_retries, "
+    "breaker, server.state and server.keys. Everything that cannot be converted is listed on "
+    "stderr. Exit code 1 when the file cannot be read or nothing could be imported."
+)
+
+
+@config_app.command("import-litellm", help=IMPORT_LITELLM_HELP)
+def config_import_litellm(
+    file: Annotated[Path, typer.Argument(help="LiteLLM's config.yaml.", show_default=False)],
+) -> None:
+    """Convert a LiteLLM config; the help text is ``IMPORT_LITELLM_HELP``."""
+    import sys
+
+    from msgflux.server.litellm_import import (
+        LiteLLMImportError,
+        import_litellm,
+        parse_litellm,
+        render,
+    )
+
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        sys.stderr.write(f"msgflux config import-litellm: cannot read {str(file)!r}: {exc}\n")
+        raise typer.Exit(1) from None
+    try:
+        imported = import_litellm(parse_litellm(text))
+    except LiteLLMImportError as exc:
+        sys.stderr.write(f"msgflux config import-litellm: {exc}\n")
+        raise typer.Exit(1) from None
+    sys.stdout.write(render(imported, file.name))
+    sys.stdout.flush()
+    if imported.unmapped:
+        sys.stderr.write(f"Not imported ({len(imported.unmapped)}):\n")
+        sys.stderr.writelines(f"  - {item}\n" for item in imported.unmapped)
+    if imported.approximated:
+        sys.stderr.write("Approximated:\n")
+        sys.stderr.writelines(f"  - {item}\n" for item in imported.approximated)
+    gateways = imported.config["gateways"]
+    sys.stderr.write(
+        f"Imported {len(gateways)} gateway(s): {', '.join(gateways)}. "
+        "Check the result with `msgflux config check FILE`.\n"
+    )
+
+
 def main() -> None:
     """Console-script entry point (``msgflux = "msgflux.cli:main"``)."""
     app()
