@@ -238,8 +238,9 @@ def models() -> None:
 SERVE_HELP = (
     "Serve the gateways of a config file over the OpenAI API (chat, embeddings, moderations, "
     "audio, images, models, health).\n\n"
-    "The config is YAML: see docs/server.md, or check one with [bold]msgflux config check "
-    "FILE[/bold]. SIGTERM drains (in-flight requests and streams finish) and exits 0."
+    "The config is YAML: see the README's Server section, or check one with "
+    "[bold]msgflux config check FILE[/bold]. SIGTERM drains (in-flight requests and streams "
+    "finish) and exits 0."
 )
 
 
