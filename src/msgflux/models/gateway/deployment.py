@@ -76,15 +76,13 @@ class Deployment:
     """Share of first picks under ``strategy="weighted"``."""
     stats: DeploymentStats = dataclasses.field(default_factory=DeploymentStats)
     """Live, process-local counters and latency (read by strategies and hedging)."""
+    canonical: bool = dataclasses.field(init=False, default=False)
+    """The model takes the canonical request natively (a built-in provider)."""
 
     def __post_init__(self) -> None:
         if self.policy is None:
             object.__setattr__(self, "policy", Policy(self.name, self.provider, self.model_id))
-
-    @property
-    def canonical(self) -> bool:
-        """The model takes the canonical request natively (a built-in provider)."""
-        return bool(getattr(self.model, "canonical", False))
+        object.__setattr__(self, "canonical", bool(getattr(self.model, "canonical", False)))
 
 
 def _weight(value: Any, field: str) -> float:

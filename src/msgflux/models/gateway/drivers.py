@@ -80,7 +80,8 @@ class Driver:
         dep = step.deployment
         assert dep is not None
         dep.stats.started(step.hedge)
-        self.hooks.attempt(dep, step.number)
+        if self.hooks.on_attempt:
+            self.hooks.attempt(dep, step.number)
         return self.clock.perf(), self.clock.time()
 
     def failed(
