@@ -131,6 +131,7 @@ class GatewayConfig:
     when_all_open: str = "fail"
     stats_window: float = 300.0
     fallback: bool = True
+    name: str | None = None
 
     # derived, filled in by __post_init__
     retry_policy: RetryPolicy = dataclasses.field(init=False, repr=False, compare=False)
@@ -142,6 +143,7 @@ class GatewayConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.fallback, bool):
             raise TypeError("`fallback` must be a bool")
+        check_name(self.name)
         check_count(self.max_retries, "max_retries", low=0, high=MAX_RETRIES, allow_none=False)
         check_seconds(
             self.backoff_base, "backoff_base", high=3600, allow_zero=True, allow_none=False
@@ -202,6 +204,18 @@ class GatewayConfig:
             if f.init and getattr(self, f.name) != f.default:
                 out[f.name] = getattr(self, f.name)
         return out
+
+
+def check_name(value: Any) -> None:
+    """A gateway ``name``: None, or 1 to 200 printable characters (it labels metrics,
+    traces and records)."""
+    accepted = "a non-empty str of at most 200 printable characters, or None"
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"name must be {accepted}, got {type(value).__name__}")
+    if not value or len(value) > 200 or not value.isprintable() or value != value.strip():
+        raise ValueError(f"name must be {accepted} (no surrounding spaces), got {value!r}")
 
 
 def deployment_seconds(spec: dict[str, Any], key: str, name: str) -> float | None:

@@ -24,6 +24,7 @@ from msgflux.models.gateway.config import (
 from msgflux.models.gateway.schedule import Window, parse_timezone, parse_windows
 from msgflux.models.gateway.state import Policy
 from msgflux.models.gateway.stats import DeploymentStats
+from msgflux.pricing import Price, parse_price, price_of
 from msgflux.retry import RetryPolicy
 
 __all__ = ["DEPLOYMENT_KEYS", "Deployment", "parse_deployments"]
@@ -45,6 +46,7 @@ DEPLOYMENT_KEYS = (
     "rpm",
     "tpm",
     "max_concurrency",
+    "price",
 )
 
 
@@ -76,6 +78,8 @@ class Deployment:
     """Share of first picks under ``strategy="weighted"``."""
     stats: DeploymentStats = dataclasses.field(default_factory=DeploymentStats)
     """Live, process-local counters and latency (read by strategies and hedging)."""
+    price: Price | None = None
+    """What its tokens cost: the ``price`` override, else genai-prices' (None: unknown)."""
     canonical: bool = dataclasses.field(init=False, default=False)
     """The model takes the canonical request natively (a built-in provider)."""
 
@@ -206,6 +210,13 @@ def parse_deployments(
         else:
             breaker = default_breaker
         provider, model_id = str(model.provider), str(model.model_id)
+        price: Price | None = None
+        if spec.get("price") is not None:
+            override = parse_price(spec["price"], f"price of deployment {name!r}")
+            raw["price"] = override.as_dict()
+            price = override
+        else:
+            price = price_of(provider, model_id)
         timeout = default_timeout if seconds["timeout"] is None else seconds["timeout"]
         policy = Policy(
             name,
@@ -248,6 +259,7 @@ def parse_deployments(
                 policy=policy,
                 weight=_weight(spec.get("weight"), f"weight of deployment {name!r}"),
                 stats=DeploymentStats(window=stats_window),
+                price=price,
             )
         )
     types = {d.model.model_type for d in out}

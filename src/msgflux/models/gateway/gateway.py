@@ -30,18 +30,20 @@ from msgflux.models.gateway.deployment import Deployment, parse_deployments
 from msgflux.models.gateway.drivers import Driver
 from msgflux.models.gateway.engine import CallConfig, CallState
 from msgflux.models.gateway.hedge import Hedge
-from msgflux.models.gateway.hooks import Hook, Hooks
+from msgflux.models.gateway.hooks import Hook, Hooks, as_hooks
 from msgflux.models.gateway.invoke import Invoker, MsgfluxCall, RawCall
 from msgflux.models.gateway.loop_thread import LoopThread
 from msgflux.models.gateway.raw import RawAnswer, RawStream
+from msgflux.models.gateway.record import CallRecord, Completion, Recorder, StreamEnd
 from msgflux.models.gateway.schedule import in_blackout, parse_timezone, window_times
 from msgflux.models.gateway.serialization import load_models, serialize
 from msgflux.models.gateway.state import StateStore, resolve_store
 from msgflux.models.gateway.strategy import apply_ranking, resolve_strategy
 from msgflux.models.gateway.streaming import outer_stream, stamp
 from msgflux.models.request import BUILDERS, CHAT, KINDS, Request, from_openai
-from msgflux.models.response import ModelStreamResponse
+from msgflux.models.response import ModelResponse, ModelStreamResponse
 from msgflux.retry import RetryState
+from msgflux.tracing import Tracer
 
 __all__ = ["ModelGateway"]
 
@@ -160,6 +162,10 @@ class ModelGateway:
         on_fallback: Hook | Sequence[Hook] | None = None,
         on_success: Hook | Sequence[Hook] | None = None,
         on_failure: Hook | Sequence[Hook] | None = None,
+        on_complete: Completion | Sequence[Completion] | None = None,
+        name: str | None = None,
+        tracing: Any = None,
+        trace_content: bool = False,
         breaker: Breaker | dict[str, Any] | bool | None = True,
         state: StateStore | str | None = None,
         strategy: Any = "ordered",
@@ -192,6 +198,7 @@ class ModelGateway:
             hedge=hedge,
             when_all_open=when_all_open,
             stats_window=stats_window,
+            name=name,
         )
         self._config = cfg
         self._clock = _DEFAULT_CLOCK if clock is None else as_clock(clock)
@@ -214,6 +221,13 @@ class ModelGateway:
         self._scheduled = any(d.windows for d in deployments)
         self._policies = [d.policy for d in deployments]
         self._kind = KINDS.get(str(deployments[0].model.model_type))
+        self._recorder = Recorder(
+            name,
+            self._kind or str(deployments[0].model.model_type),
+            self._clock,
+            as_hooks(on_complete, "on_complete"),
+            Tracer.coerce(tracing, trace_content),
+        )
         self._build = BUILDERS.get(self._kind) if self._kind else None
         self._canonical = any(d.canonical for d in deployments)
         accepted = [_accepted_names(d.model) for d in deployments]
@@ -252,6 +266,11 @@ class ModelGateway:
             )
 
     # -- the documented surface ------------------------------------------------------------
+    @property
+    def name(self) -> str | None:
+        """The ``name=`` it was given (labels its records, metrics and spans)."""
+        return self._config.name
+
     @property
     def models(self) -> list[BaseModel]:
         return [d.model for d in self._deployments]
@@ -422,30 +441,76 @@ class ModelGateway:
             invoker.request()  # builds and validates the canonical request
         return invoker
 
-    def _finish(self, call: CallState, invoker: Invoker, result: Any, is_async: bool) -> Any:
+    def _finish(
+        self, call: CallState, invoker: Invoker, result: Any, is_async: bool, raw: bool = False
+    ) -> tuple[Any, CallRecord | StreamEnd | None]:
+        """Stamp the answer, run the success hooks and make the call's record (a stream's
+        when it ends): for the ``on_complete`` hooks and tracer, or for the raw path."""
+        recorder = self._recorder
+        record: CallRecord | StreamEnd | None = None
         if isinstance(result, ModelStreamResponse):
-            result = outer_stream(self._driver, call, invoker, result, is_async)
-        stamp(call, result)
+            end = None
+            if raw or recorder.active:
+                end = StreamEnd(
+                    recorder, call, self._clock.perf() - call.started, self._content_in(invoker)
+                )
+            result = outer_stream(self._driver, call, invoker, result, is_async, end)
+            stamp(call, result, self._by_name, False)
+            record = end
+        else:
+            stamp(call, result, self._by_name)
         hooks = self._driver.hooks
         if hooks.on_success or logger.isEnabledFor(logging.DEBUG):
             winner = call.winner or call.attempts[-1]
             hooks.success(call, self._by_name[winner.model_name], result)
-        return result
+        if record is None and (raw or recorder.active):
+            meta = result.metadata.get("gateway") if isinstance(result, ModelResponse) else None
+            record = recorder.build(call, False, *recorder.now(), gateway=meta)
+            if recorder.active:
+                content_in = self._content_in(invoker)
+                content = None if content_in is None else (lambda: (content_in(), result.data))
+                recorder.deliver(record, content)
+        return result, record
+
+    def _content_in(self, invoker: Invoker) -> Any:
+        """What a content-recording tracer shows as the call's input (None: not wanted)."""
+        tracer = self._recorder.tracer
+        return invoker.content if tracer is not None and tracer.content else None
+
+    def _failed(self, call: CallState | None, stream: bool, error: BaseException) -> None:
+        if self._recorder.active:
+            self._recorder.failed(call, stream, error)
+
+    def _plan_call(self, model_preference: str | None, stream: bool) -> CallState:
+        """:meth:`_plan` for a call: one refused before any attempt still has its record."""
+        try:
+            return self._plan(model_preference)
+        except ModelRouterError as exc:
+            self._failed(None, stream, exc)
+            raise
 
     # -- calls -------------------------------------------------------------------------------
     def __call__(self, *, model_preference: str | None = None, **kwargs: Any) -> Any:
         """Call the deployments in order until one answers; see the class docstring."""
-        call = self._plan(model_preference)
+        call = self._plan_call(model_preference, kwargs.get("stream") is True)
         invoker = self._invoker(call, kwargs)
-        result = self._driver.run(call, invoker, call.begin(call.started))
-        return self._finish(call, invoker, result, False)
+        try:
+            result = self._driver.run(call, invoker, call.begin(call.started))
+        except BaseException as exc:
+            self._failed(call, invoker.stream, exc)
+            raise
+        return self._finish(call, invoker, result, False)[0]
 
     async def acall(self, *, model_preference: str | None = None, **kwargs: Any) -> Any:
         """Async form of ``__call__``; never blocks the event loop."""
-        call = self._plan(model_preference)
+        call = self._plan_call(model_preference, kwargs.get("stream") is True)
         invoker = self._invoker(call, kwargs)
-        result = await self._driver.arun(call, invoker, call.begin(call.started))
-        return self._finish(call, invoker, result, True)
+        try:
+            result = await self._driver.arun(call, invoker, call.begin(call.started))
+        except BaseException as exc:
+            self._failed(call, invoker.stream, exc)
+            raise
+        return self._finish(call, invoker, result, True)[0]
 
     # -- the raw path (a canonical request in, the canonical answer out) ---------------------
     def _raw(
@@ -461,16 +526,16 @@ class ModelGateway:
             )
         if request.kind != self._kind:
             raise ValueError(f"a {request.kind} request cannot go to a {self.model_type} gateway")
-        call = self._plan(model_preference)
+        call = self._plan_call(model_preference, request.stream)
         clock = self._clock
         return call, RawCall(request, clock, call)
 
     def _raw_result(self, call: CallState, invoker: RawCall, result: Any, is_async: bool) -> Any:
-        result = self._finish(call, invoker, result, is_async)
+        result, record = self._finish(call, invoker, result, is_async, True)
         gateway = result.metadata["gateway"]
         if isinstance(result, ModelStreamResponse):
-            return RawStream(result, invoker.req, gateway, call.attempts)
-        return RawAnswer(result, invoker.req, gateway, call.attempts)
+            return RawStream(result, invoker.req, gateway, call.attempts, record)
+        return RawAnswer(result, invoker.req, gateway, call.attempts, record)
 
     def complete(
         self, request: Request | dict[str, Any], *, model_preference: str | None = None
@@ -482,7 +547,11 @@ class ModelGateway:
         gives a :class:`~msgflux.models.gateway.raw.RawStream` of OpenAI chunk dicts.
         """
         call, invoker = self._raw(request, model_preference)
-        result = self._driver.run(call, invoker, call.begin(call.started))
+        try:
+            result = self._driver.run(call, invoker, call.begin(call.started))
+        except BaseException as exc:
+            self._failed(call, invoker.stream, exc)
+            raise
         return self._raw_result(call, invoker, result, False)  # type: ignore[no-any-return]
 
     async def acomplete(
@@ -490,7 +559,11 @@ class ModelGateway:
     ) -> RawAnswer | RawStream:
         """Async form of :meth:`complete` (a stream is read with ``async for``)."""
         call, invoker = self._raw(request, model_preference)
-        result = await self._driver.arun(call, invoker, call.begin(call.started))
+        try:
+            result = await self._driver.arun(call, invoker, call.begin(call.started))
+        except BaseException as exc:
+            self._failed(call, invoker.stream, exc)
+            raise
         return self._raw_result(call, invoker, result, True)  # type: ignore[no-any-return]
 
     # -- msgflux's routed context methods ---------------------------------------------------

@@ -19,7 +19,7 @@ from msgflux.exceptions import Attempt
 from msgflux.models.gateway.deployment import Deployment
 from msgflux.models.gateway.engine import RAISE, CallState, Step
 
-__all__ = ["GatewayEvent", "Hook", "Hooks", "logger"]
+__all__ = ["GatewayEvent", "Hook", "Hooks", "as_hooks", "logger"]
 
 logger = logging.getLogger("msgflux.gateway")
 
@@ -42,7 +42,8 @@ class GatewayEvent:
     response: Any = None
 
 
-def _hooks(value: Any, field: str) -> tuple[Hook, ...]:
+def as_hooks(value: Any, field: str) -> tuple[Any, ...]:
+    """A hook option (None, a callable or a list of them) as a tuple, checked."""
     if value is None:
         return ()
     items = list(value) if isinstance(value, (list, tuple)) else [value]
@@ -64,10 +65,10 @@ class Hooks:
         on_success: Hook | Sequence[Hook] | None = None,
         on_failure: Hook | Sequence[Hook] | None = None,
     ) -> None:
-        self.on_attempt = _hooks(on_attempt, "on_attempt")
-        self.on_fallback = _hooks(on_fallback, "on_fallback")
-        self.on_success = _hooks(on_success, "on_success")
-        self.on_failure = _hooks(on_failure, "on_failure")
+        self.on_attempt = as_hooks(on_attempt, "on_attempt")
+        self.on_fallback = as_hooks(on_fallback, "on_fallback")
+        self.on_success = as_hooks(on_success, "on_success")
+        self.on_failure = as_hooks(on_failure, "on_failure")
 
     def attempt(self, dep: Deployment, number: int) -> None:
         if self.on_attempt:

@@ -140,6 +140,11 @@ class Invoker:
         """The assistant prefill this call sends (what a continuation may echo back)."""
         return ""
 
+    def content(self) -> Any:
+        """The call's input (messages, or an embedding's input), for a tracer that records
+        content."""
+        return None
+
 
 async def _within(clock: Clock, coro: Any, timeout: float, dep: Deployment) -> Any:
     """Await ``coro`` for at most ``timeout`` seconds of ``clock`` time (a manual clock decides
@@ -226,6 +231,12 @@ class MsgfluxCall(Invoker):
     def prefill(self) -> str:
         return self.kwargs.get("prefilling") or ""
 
+    def content(self) -> Any:
+        req = self._req
+        if req is not None:
+            return _input_of(req)
+        return self.kwargs.get("messages", self.kwargs.get("data"))
+
 
 class RawCall(Invoker):
     """``gateway.complete(request)``: every model gets the canonical request."""
@@ -259,3 +270,11 @@ class RawCall(Invoker):
     @property
     def prefill(self) -> str:
         return self.req.prefill or ""
+
+    def content(self) -> Any:
+        return _input_of(self.req)
+
+
+def _input_of(req: Request) -> Any:
+    body = req.body
+    return body.get("messages", body.get("input"))

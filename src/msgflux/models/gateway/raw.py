@@ -3,8 +3,10 @@
 ``gateway.complete(request)`` returns a :class:`RawAnswer` (the OpenAI-shaped JSON answer,
 every upstream field kept) or, for a stream, a :class:`RawStream` of OpenAI chunk dicts. Both
 say which deployment answered and carry the attempt records, which is what a server puts in
-its ``x-msgflux-*`` headers. A user-written model's msgflux answer is translated into the
-canonical form (ids, ``created``, ``usage``, ``finish_reason``, tool calls).
+its ``x-msgflux-*`` headers, and the call's :class:`~msgflux.models.gateway.record.CallRecord`
+(``record``; a stream's once it ended) for its access log and metrics. A user-written
+model's msgflux answer is translated into the canonical form (ids, ``created``, ``usage``,
+``finish_reason``, tool calls).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from msgflux.exceptions import Attempt
 from msgflux.models.chat import chunk_of, completion_of
+from msgflux.models.gateway.record import CallRecord, StreamEnd
 from msgflux.models.request import CHAT, Request
 from msgflux.models.response import ModelResponse, ModelStreamResponse
 from msgflux.models.views import canonical_of
@@ -59,7 +62,7 @@ class _Answered:
 class RawAnswer(_Answered):
     """A whole canonical answer: ``body`` (a dict; bytes for speech)."""
 
-    __slots__ = ("body",)
+    __slots__ = ("body", "record")
 
     def __init__(
         self,
@@ -67,8 +70,11 @@ class RawAnswer(_Answered):
         req: Request,
         gateway: dict[str, Any],
         attempts: list[Attempt],
+        record: Any = None,
     ) -> None:
         super().__init__(response, gateway, attempts)
+        self.record: CallRecord | None = record
+        """The call's record (tokens, cost, timings, attempts)."""
         if req.kind == CHAT:
             self.body: Any = completion_of(response, self.model_id)
         else:
@@ -83,7 +89,7 @@ class RawStream(_Answered):
     asked with ``stream_options.include_usage``).
     """
 
-    __slots__ = ("_created", "_id", "_include_usage", "_stream")
+    __slots__ = ("_created", "_end", "_id", "_include_usage", "_stream")
 
     def __init__(
         self,
@@ -91,9 +97,11 @@ class RawStream(_Answered):
         req: Request,
         gateway: dict[str, Any],
         attempts: list[Attempt],
+        end: Any = None,
     ) -> None:
         super().__init__(stream, gateway, attempts)
         self._stream = stream
+        self._end: StreamEnd | None = end
         self._id = f"chatcmpl-msgflux-{time.monotonic_ns():x}"
         self._created = int(time.time())
         options = req.body.get("stream_options")
@@ -155,3 +163,8 @@ class RawStream(_Answered):
     def metadata(self) -> Any:
         """``usage``, ``finish_reason`` and ``gateway`` (complete once the stream ended)."""
         return self._stream.metadata
+
+    @property
+    def record(self) -> CallRecord | None:
+        """The call's record, once the stream ended (finished, broke or was closed)."""
+        return None if self._end is None else self._end.record

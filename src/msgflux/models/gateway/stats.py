@@ -88,6 +88,7 @@ class DeploymentStats:
         "calls",
         "cancelled",
         "consecutive_failures",
+        "cost",
         "failures",
         "hedges_started",
         "hedges_won",
@@ -96,6 +97,8 @@ class DeploymentStats:
         "rejected_requests",
         "skips",
         "successes",
+        "tokens",
+        "unpriced",
     )
 
     def __init__(self, size: int = 256, window: float = 300.0) -> None:
@@ -113,6 +116,12 @@ class DeploymentStats:
         self.hedges_started = 0
         self.hedges_won = 0
         self.rejected_requests = 0
+        self.tokens = [0, 0, 0]
+        """Input, output and cached input tokens of the answers that reported usage."""
+        self.cost = 0.0
+        """USD of the answers whose cost is known."""
+        self.unpriced = 0
+        """Answers that reported usage but whose deployment has no known price."""
 
     # -- updates -----------------------------------------------------------------------------
     def started(self, hedge: bool = False) -> None:
@@ -131,6 +140,18 @@ class DeploymentStats:
             self._latency.add(latency, now)
             if hedge:
                 self.hedges_won += 1
+
+    def spent(self, input_tokens: int, output_tokens: int, cached: int, cost: float | None) -> None:
+        """An answer (a stream: once it ended) reported usage; ``cost`` None: no price."""
+        with self._lock:
+            tokens = self.tokens
+            tokens[0] += input_tokens
+            tokens[1] += output_tokens
+            tokens[2] += cached
+            if cost is None:
+                self.unpriced += 1
+            else:
+                self.cost += cost
 
     def first_chunk(self, ttft: float, now: float) -> None:
         """A stream produced its first chunk ``ttft`` seconds after the attempt started."""
@@ -213,6 +234,13 @@ class DeploymentStats:
                 else {"type": last[0], "message": last[1], "at": last[2]},
                 "hedges": {"started": self.hedges_started, "won": self.hedges_won},
                 "rejected_requests": self.rejected_requests,
+                "tokens": {
+                    "input": self.tokens[0],
+                    "output": self.tokens[1],
+                    "cached_input": self.tokens[2],
+                },
+                "cost": self.cost,
+                "unpriced": self.unpriced,
             }
 
 

@@ -10,26 +10,35 @@ it, some repeat it first; a repeated prefill is stripped, so the caller never re
 twice.
 
 Whatever the ending (finished, broken, or dropped by the reader, even unread and garbage
-collected), the stream's admission is settled exactly once.
+collected), the stream's admission is settled exactly once, and its
+:class:`~msgflux.models.gateway.record.StreamEnd` (when the call wants a record) is told once.
+A stream's usage is priced and counted once, when it finished.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 from msgflux.exceptions import ModelRouterError
+from msgflux.models.gateway.deployment import Deployment
 from msgflux.models.gateway.drivers import Driver
 from msgflux.models.gateway.engine import RAISE, CallState
 from msgflux.models.gateway.invoke import Invoker
+from msgflux.models.gateway.record import StreamEnd
 from msgflux.models.response import Metadata, ModelResponse, ModelStreamResponse, Pair
+from msgflux.pricing import usage_tokens
 
 __all__ = ["outer_stream", "stamp"]
 
 
-def stamp(call: CallState, result: Any) -> None:
-    """Attach ``metadata.gateway`` (who answered, how many attempts, who failed before)."""
+def stamp(
+    call: CallState, result: Any, by_name: Mapping[str, Deployment], final: bool = True
+) -> None:
+    """Attach ``metadata.gateway`` (who answered, how many attempts, who failed before, the
+    tokens and the cost). ``final``: the answer is complete, so its usage is priced and
+    added to the deployment's stats (a stream is stamped again when it finished)."""
     if not isinstance(result, (ModelResponse, ModelStreamResponse)):
         return
     if not isinstance(result.metadata, Metadata):
@@ -39,12 +48,26 @@ def stamp(call: CallState, result: Any) -> None:
     for a in call.attempts:
         if a.model_name != winner.model_name and a.model_name not in fallbacks and not a.cancelled:
             fallbacks.append(a.model_name)
+    usage: dict[str, int] | None = None
+    cost: float | None = None
+    tokens = usage_tokens(result.metadata.get("usage")) if final else None
+    if tokens is not None:
+        dep = by_name[winner.model_name]
+        cost = None if dep.price is None else dep.price.charge(tokens)
+        dep.stats.spent(tokens.input, tokens.output, tokens.cached_input, cost)
+        usage = {
+            "input_tokens": tokens.input,
+            "output_tokens": tokens.output,
+            "cached_input_tokens": tokens.cached_input,
+        }
     result.metadata["gateway"] = {
         "model_name": winner.model_name,
         "attempts": call.total,
         "fallbacks": fallbacks,
         "hedged": winner.hedge,
         "history": [a.as_dict() for a in call.attempts],
+        "usage": usage,
+        "cost": cost,
     }
 
 
@@ -114,7 +137,7 @@ def _ended(
     return call.stream_ended(how, cancelled, inner, now, clock.time())
 
 
-def _finished(call: CallState, inner: Any, outer: ModelStreamResponse) -> None:
+def _finished(driver: Driver, call: CallState, inner: Any, outer: ModelStreamResponse) -> None:
     """The stream ended: copy usage/finish_reason/tool calls and refresh the gateway record."""
     meta = getattr(inner, "metadata", None)
     if isinstance(meta, dict):
@@ -122,15 +145,21 @@ def _finished(call: CallState, inner: Any, outer: ModelStreamResponse) -> None:
     outer.response_type = getattr(inner, "response_type", None) or outer.response_type
     if getattr(inner, "data", None) is not None:
         outer.data = inner.data
-    stamp(call, outer)
+    stamp(call, outer, driver.by_name)
 
 
 def _pairs(
-    driver: Driver, call: CallState, invoker: Invoker, inner: Any, outer: ModelStreamResponse
+    driver: Driver,
+    call: CallState,
+    invoker: Invoker,
+    inner: Any,
+    outer: ModelStreamResponse,
+    end: StreamEnd | None,
 ) -> Iterator[Pair]:
     parts: list[str] = []
     echo: _Echo | None = None
     clock = driver.clock
+    error: BaseException | None = None
     try:
         while True:
             began = clock.perf()
@@ -157,19 +186,30 @@ def _pairs(
                 except ModelRouterError as err:
                     raise call.broken(partial, err, "no deployment could continue it") from err
                 continue
-            _finished(call, inner, outer)
+            _finished(driver, call, inner, outer)
             driver.settle(_ended(driver, call, None, False, inner))
             return
+    except BaseException as exc:
+        error = exc
+        raise
     finally:
         driver.settle(_ended(driver, call, None, True, inner))
+        if end is not None:
+            end(error, outer.metadata.get("gateway"), parts)
 
 
 async def _apairs(
-    driver: Driver, call: CallState, invoker: Invoker, inner: Any, outer: ModelStreamResponse
+    driver: Driver,
+    call: CallState,
+    invoker: Invoker,
+    inner: Any,
+    outer: ModelStreamResponse,
+    end: StreamEnd | None,
 ) -> AsyncIterator[Pair]:
     parts: list[str] = []
     echo: _Echo | None = None
     clock = driver.clock
+    error: BaseException | None = None
     try:
         while True:
             began = clock.perf()
@@ -196,29 +236,41 @@ async def _apairs(
                 except ModelRouterError as err:
                     raise call.broken(partial, err, "no deployment could continue it") from err
                 continue
-            _finished(call, inner, outer)
+            _finished(driver, call, inner, outer)
             await driver.asettle(_ended(driver, call, None, False, inner))
             return
+    except BaseException as exc:
+        error = exc
+        raise
     finally:
         await driver.asettle(_ended(driver, call, None, True, inner))
+        if end is not None:
+            end(error, outer.metadata.get("gateway"), parts)
 
 
 def outer_stream(
-    driver: Driver, call: CallState, invoker: Invoker, inner: ModelStreamResponse, is_async: bool
+    driver: Driver,
+    call: CallState,
+    invoker: Invoker,
+    inner: ModelStreamResponse,
+    is_async: bool,
+    end: StreamEnd | None = None,
 ) -> ModelStreamResponse:
-    """The stream the caller reads (see the module docstring)."""
+    """The stream the caller reads (see the module docstring); ``end`` is told how it ended."""
     outer = ModelStreamResponse()
     outer.response_type = inner.response_type
     outer.metadata = Metadata({k: v for k, v in inner.metadata.items() if k != "gateway"})
     if is_async:
-        outer.set_pairs(_apairs(driver, call, invoker, inner, outer))
+        outer.set_pairs(_apairs(driver, call, invoker, inner, outer, end))
     else:
-        outer.set_pairs(_pairs(driver, call, invoker, inner, outer))
+        outer.set_pairs(_pairs(driver, call, invoker, inner, outer, end))
     # A stream nobody reads never runs its generator's cleanup; release its admission
     # (concurrency lease, probe slot) when it is garbage-collected.
-    weakref.finalize(outer, _release_unread, driver, call)
+    weakref.finalize(outer, _release_unread, driver, call, end)
     return outer
 
 
-def _release_unread(driver: Driver, call: CallState) -> None:
+def _release_unread(driver: Driver, call: CallState, end: StreamEnd | None) -> None:
     driver.settle(_ended(driver, call, None, True, None))
+    if end is not None:
+        end(GeneratorExit(), None)
