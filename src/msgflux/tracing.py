@@ -117,6 +117,10 @@ class Tracer:
             attrs["gen_ai.input.messages"] = _json(content[0])
             attrs["gen_ai.output.messages"] = _json([{"role": "assistant", "content": content[1]}])
         name = f"{op} {record.gateway}" if record.gateway else op
+        # The call's times come from the perf clock, an attempt's from the wall clock: keep
+        # the parent around its children whatever the clocks' microseconds of disagreement.
+        start = min([record.started, *(a.started_at for a in record.attempts)])
+        end = max([record.started + record.duration, *_ends(record.attempts)])
         otel = self._otel
         trace = self.trace
         span = otel.start_span(
@@ -124,7 +128,7 @@ class Tracer:
             context=context,
             kind=trace.SpanKind.INTERNAL,
             attributes=_scrubbed(attrs),
-            start_time=_ns(record.started),
+            start_time=_ns(start),
         )
         parent = trace.set_span_in_context(span, context)
         first = record.attempts[0].model_name if record.attempts else None
@@ -135,7 +139,7 @@ class Tracer:
             )
         if record.error is not None:
             span.set_status(self._status)
-        span.end(end_time=_ns(record.started + record.duration))
+        span.end(end_time=_ns(end))
 
     def _attempt(
         self,
@@ -174,6 +178,10 @@ class Tracer:
         if a.exception is not None:
             span.set_status(self._status)
         span.end(end_time=_ns(a.started_at + a.duration))
+
+
+def _ends(attempts: tuple[Attempt, ...]) -> list[float]:
+    return [a.started_at + a.duration for a in attempts]
 
 
 def _usage(attrs: dict[str, Any], record: CallRecord) -> None:

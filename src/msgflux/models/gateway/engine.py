@@ -273,7 +273,7 @@ class CallState:
                 dep.model_id,
                 0 if skipped else self._number,
                 None if skipped else exc,
-                wall,
+                wall if skipped else wall - (now - began),
                 0.0 if skipped else now - began,
                 f"unsupported: {exc}" if skipped else None,
                 hedge=step.hedge,
@@ -335,7 +335,7 @@ class CallState:
                 dep.model_id,
                 step.number,
                 None,
-                wall,
+                wall - (now - began),
                 now - began,
                 hedge=step.hedge,
                 cancelled=True,
@@ -384,7 +384,15 @@ class CallState:
             self.attempts.remove(winner)
             self.winner = None
         self.attempts.append(
-            Attempt(dep.name, dep.provider, dep.model_id, self._number, exc, wall, now - began)
+            Attempt(
+                dep.name,
+                dep.provider,
+                dep.model_id,
+                self._number,
+                exc,
+                wall - (now - began),
+                now - began,
+            )
         )
         return self._next(now, dep)
 
