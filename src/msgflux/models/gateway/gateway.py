@@ -441,16 +441,31 @@ class ModelGateway:
             invoker.request()  # builds and validates the canonical request
         return invoker
 
-    def _finish(
-        self, call: CallState, invoker: Invoker, result: Any, is_async: bool, raw: bool = False
+    def _finish(self, call: CallState, invoker: Invoker, result: Any, is_async: bool) -> Any:
+        """The msgflux path's answer: stamped, success hooks run (and, when someone wants
+        them, the call's record made: see :meth:`_complete`)."""
+        if self._recorder.active or isinstance(result, ModelStreamResponse):
+            return self._complete(call, invoker, result, is_async, False)[0]
+        stamp(call, result, self._by_name)
+        if self._driver.hooks.on_success or logger.isEnabledFor(logging.DEBUG):
+            self._succeeded(call, result)
+        return result
+
+    def _succeeded(self, call: CallState, result: Any) -> None:
+        winner = call.winner or call.attempts[-1]
+        self._driver.hooks.success(call, self._by_name[winner.model_name], result)
+
+    def _complete(
+        self, call: CallState, invoker: Invoker, result: Any, is_async: bool, raw: bool
     ) -> tuple[Any, CallRecord | StreamEnd | None]:
         """Stamp the answer, run the success hooks and make the call's record (a stream's
         when it ends): for the ``on_complete`` hooks and tracer, or for the raw path."""
         recorder = self._recorder
+        wanted = raw or recorder.active
         record: CallRecord | StreamEnd | None = None
         if isinstance(result, ModelStreamResponse):
             end = None
-            if raw or recorder.active:
+            if wanted:
                 end = StreamEnd(
                     recorder, call, self._clock.perf() - call.started, self._content_in(invoker)
                 )
@@ -459,11 +474,9 @@ class ModelGateway:
             record = end
         else:
             stamp(call, result, self._by_name)
-        hooks = self._driver.hooks
-        if hooks.on_success or logger.isEnabledFor(logging.DEBUG):
-            winner = call.winner or call.attempts[-1]
-            hooks.success(call, self._by_name[winner.model_name], result)
-        if record is None and (raw or recorder.active):
+        if self._driver.hooks.on_success or logger.isEnabledFor(logging.DEBUG):
+            self._succeeded(call, result)
+        if record is None and wanted:
             meta = result.metadata.get("gateway") if isinstance(result, ModelResponse) else None
             record = recorder.build(call, False, *recorder.now(), gateway=meta)
             if recorder.active:
@@ -492,25 +505,33 @@ class ModelGateway:
     # -- calls -------------------------------------------------------------------------------
     def __call__(self, *, model_preference: str | None = None, **kwargs: Any) -> Any:
         """Call the deployments in order until one answers; see the class docstring."""
-        call = self._plan_call(model_preference, kwargs.get("stream") is True)
+        try:
+            call = self._plan(model_preference)
+        except ModelRouterError as exc:
+            self._failed(None, kwargs.get("stream") is True, exc)
+            raise
         invoker = self._invoker(call, kwargs)
         try:
             result = self._driver.run(call, invoker, call.begin(call.started))
         except BaseException as exc:
             self._failed(call, invoker.stream, exc)
             raise
-        return self._finish(call, invoker, result, False)[0]
+        return self._finish(call, invoker, result, False)
 
     async def acall(self, *, model_preference: str | None = None, **kwargs: Any) -> Any:
         """Async form of ``__call__``; never blocks the event loop."""
-        call = self._plan_call(model_preference, kwargs.get("stream") is True)
+        try:
+            call = self._plan(model_preference)
+        except ModelRouterError as exc:
+            self._failed(None, kwargs.get("stream") is True, exc)
+            raise
         invoker = self._invoker(call, kwargs)
         try:
             result = await self._driver.arun(call, invoker, call.begin(call.started))
         except BaseException as exc:
             self._failed(call, invoker.stream, exc)
             raise
-        return self._finish(call, invoker, result, True)[0]
+        return self._finish(call, invoker, result, True)
 
     # -- the raw path (a canonical request in, the canonical answer out) ---------------------
     def _raw(
@@ -531,7 +552,7 @@ class ModelGateway:
         return call, RawCall(request, clock, call)
 
     def _raw_result(self, call: CallState, invoker: RawCall, result: Any, is_async: bool) -> Any:
-        result, record = self._finish(call, invoker, result, is_async, True)
+        result, record = self._complete(call, invoker, result, is_async, True)
         gateway = result.metadata["gateway"]
         if isinstance(result, ModelStreamResponse):
             return RawStream(result, invoker.req, gateway, call.attempts, record)

@@ -41,16 +41,21 @@ def stamp(
     added to the deployment's stats (a stream is stamped again when it finished)."""
     if not isinstance(result, (ModelResponse, ModelStreamResponse)):
         return
-    if not isinstance(result.metadata, Metadata):
-        result.metadata = Metadata(result.metadata or {})
-    winner = call.winner or call.attempts[-1]
+    meta = result.metadata
+    if not isinstance(meta, Metadata):
+        meta = result.metadata = Metadata(meta or {})
+    attempts = call.attempts
+    winner = call.winner or attempts[-1]
     fallbacks: list[str] = []
-    for a in call.attempts:
-        if a.model_name != winner.model_name and a.model_name not in fallbacks and not a.cancelled:
-            fallbacks.append(a.model_name)
+    if len(attempts) > 1:
+        name = winner.model_name
+        for a in attempts:
+            if a.model_name != name and a.model_name not in fallbacks and not a.cancelled:
+                fallbacks.append(a.model_name)
     usage: dict[str, int] | None = None
     cost: float | None = None
-    tokens = usage_tokens(result.metadata.get("usage")) if final else None
+    reported = meta.get("usage") if final else None
+    tokens = None if reported is None else usage_tokens(reported)
     if tokens is not None:
         dep = by_name[winner.model_name]
         cost = None if dep.price is None else dep.price.charge(tokens)
@@ -60,12 +65,12 @@ def stamp(
             "output_tokens": tokens.output,
             "cached_input_tokens": tokens.cached_input,
         }
-    result.metadata["gateway"] = {
+    meta["gateway"] = {
         "model_name": winner.model_name,
         "attempts": call.total,
         "fallbacks": fallbacks,
         "hedged": winner.hedge,
-        "history": [a.as_dict() for a in call.attempts],
+        "history": [a.as_dict() for a in attempts],
         "usage": usage,
         "cost": cost,
     }
