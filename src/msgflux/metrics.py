@@ -84,6 +84,7 @@ class GatewayMetrics:
         self.registry = registry
         self._lock = threading.Lock()
         self._labels: dict[str, str] = {}
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
         self._watched: weakref.WeakSet[Any] = weakref.WeakSet()
         registry.register(_Refresher(self))  # first, so gauges are fresh when collected
         ns = {"namespace": namespace, "subsystem": "gateway", "registry": registry}
@@ -142,39 +143,49 @@ class GatewayMetrics:
                 label = self._labels[value] = scrub(value)
         return label
 
+    def _child(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, remembered (label sets are bounded, and looking a
+        child up here is several times cheaper than prometheus-client's ``labels``)."""
+        key = (metric, values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     def observe(self, record: CallRecord) -> None:
         """Count one call (usable as ``on_complete=metrics.observe``)."""
         if not isinstance(record, CallRecord):
             raise TypeError(f"observe takes a CallRecord, got {type(record).__name__}")
         label = self._label
+        child = self._child
         gateway = label(record.gateway)
         outcome = record.outcome
         deployment = label(record.deployment)
-        self.calls.labels(gateway, outcome, _error_label(record.error)).inc()
-        self.duration.labels(gateway, deployment, outcome).observe(record.duration)
+        child(self.calls, gateway, outcome, _error_label(record.error)).inc()
+        child(self.duration, gateway, deployment, outcome).observe(record.duration)
         if record.ttft is not None:
-            self.ttft.labels(gateway, deployment).observe(record.ttft)
+            child(self.ttft, gateway, deployment).observe(record.ttft)
         moved: set[str] = set()
         for a in record.attempts:
             name = label(a.model_name)
             result = _attempt_outcome(a)
             error = _error_label(type(a.exception).__name__ if a.exception is not None else None)
-            self.attempts.labels(gateway, name, label(a.provider), result, error).inc()
+            child(self.attempts, gateway, name, label(a.provider), result, error).inc()
             if a.skipped is None:
-                self.attempt_duration.labels(gateway, name, result).observe(a.duration)
+                child(self.attempt_duration, gateway, name, result).observe(a.duration)
             if a.model_name != record.deployment and not a.cancelled:
                 moved.add(name)
         if record.deployment is None and record.attempts:
             moved.discard(label(record.attempts[-1].model_name))
         for name in moved:
-            self.fallbacks.labels(gateway, name, outcome).inc()
+            child(self.fallbacks, gateway, name, outcome).inc()
         if record.input_tokens is not None:
             tokens = self.tokens
-            tokens.labels(gateway, deployment, "input").inc(record.input_tokens)
-            tokens.labels(gateway, deployment, "output").inc(record.output_tokens or 0)
-            tokens.labels(gateway, deployment, "cached_input").inc(record.cached_input_tokens or 0)
+            child(tokens, gateway, deployment, "input").inc(record.input_tokens)
+            child(tokens, gateway, deployment, "output").inc(record.output_tokens or 0)
+            child(tokens, gateway, deployment, "cached_input").inc(record.cached_input_tokens or 0)
         if record.cost is not None:
-            self.cost.labels(gateway, deployment).inc(record.cost)
+            child(self.cost, gateway, deployment).inc(record.cost)
 
     def watch(self, gateway: Any) -> None:
         """Report ``gateway``'s breaker states, in-flight counts and state-store health (read

@@ -68,25 +68,34 @@ class Tokens(NamedTuple):
     """Input tokens written to the provider's prompt cache (Anthropic)."""
 
 
-def _count(value: Any) -> int | None:
-    return value if type(value) is int and value >= 0 else None
+def _count(value: Any) -> int:
+    return value if type(value) is int and value >= 0 else 0
+
+
+def _mapping(value: Any) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 def usage_tokens(usage: Any) -> Tokens | None:
     """The token counts of an OpenAI-shaped usage dict; None when it reports none usable
     (no usage, or ``prompt_tokens``/``completion_tokens`` missing or not counts)."""
-    if not isinstance(usage, Mapping):
+    if not _mapping(usage):
         return None
-    prompt = _count(usage.get("prompt_tokens"))
-    completion = _count(usage.get("completion_tokens"))
-    if prompt is None and completion is None:
+    prompt = usage.get("prompt_tokens")
+    completion = usage.get("completion_tokens")
+    prompt_ok = type(prompt) is int and prompt >= 0
+    if not prompt_ok and not (type(completion) is int and completion >= 0):
         return None
     details = usage.get("prompt_tokens_details")
-    cached = _count(details.get("cached_tokens")) if isinstance(details, Mapping) else None
+    cached = details.get("cached_tokens") if _mapping(details) else None
     if cached is None:
-        cached = _count(usage.get("cache_read_input_tokens"))
-    written = _count(usage.get("cache_creation_input_tokens"))
-    return Tokens(prompt or 0, completion or 0, cached or 0, written or 0)
+        cached = usage.get("cache_read_input_tokens")
+    return Tokens(
+        prompt if prompt_ok else 0,
+        _count(completion),
+        _count(cached),
+        _count(usage.get("cache_creation_input_tokens")),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
