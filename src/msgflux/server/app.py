@@ -6,6 +6,7 @@ Routes (each also without the ``/v1`` prefix)::
          /v1/audio/transcriptions (multipart)  /v1/images/generations
     GET  /v1/models  /v1/models/{id}
     GET  /health/liveness  /health/readiness  /health/models
+    POST /v1/messages  /v1/messages/count_tokens  (Anthropic's API: :mod:`.anthropic_api`)
 
 The app holds its :class:`~msgflux.server.runtime.Runtime` by reference (``app.runtime``):
 each request reads it once, so swapping it (a reload) never mixes two configs in one request.
@@ -20,6 +21,7 @@ import os
 import time
 from typing import Any
 
+from msgflux.server import anthropic_api
 from msgflux.server.asgi import Receive, Scope, Send, send_error, send_json
 from msgflux.server.endpoints import ENDPOINTS, authenticate, handle
 from msgflux.server.errors import HTTPError
@@ -94,6 +96,9 @@ class App:
             if endpoint is not None:
                 _method(method, "POST", path)
                 await handle(runtime, endpoint, scope, receive, send)
+                return
+            if short in anthropic_api.PATHS:
+                await anthropic_api.serve(runtime, short, method, scope, receive, send)
                 return
             if short == "/models" or short.startswith("/models/"):
                 _method(method, "GET", path)

@@ -1,7 +1,8 @@
 """Client keys: who is calling, and which gateways they may use.
 
-A key arrives as ``Authorization: Bearer <key>`` (what the OpenAI SDKs send) or ``api-key:
-<key>`` (Azure's header). The server keeps only the SHA-256 of each key and compares the
+A key arrives as ``Authorization: Bearer <key>`` (what the OpenAI SDKs send), ``api-key:
+<key>`` (Azure's header) or ``x-api-key: <key>`` (Anthropic's, what its SDKs and Claude Code
+send). The server keeps only the SHA-256 of each key and compares the
 digest of what arrived against every configured digest with :func:`hmac.compare_digest`,
 always all of them, so neither the key's content nor which key matched shows in the timing.
 Keys are registered with :mod:`msgflux._secrets` when the config is loaded, so an echo of one
@@ -40,14 +41,14 @@ _BEARER = b"bearer "
 
 
 def credential(headers: Sequence[tuple[bytes, bytes]]) -> bytes | None:
-    """The key in ``Authorization: Bearer`` (first) or ``api-key``, else None."""
+    """The key in ``Authorization: Bearer`` (first), ``api-key`` or ``x-api-key``, else None."""
     api_key = None
     for name, value in headers:
         if name == b"authorization":
             if value[:7].lower() == _BEARER:
                 return value[7:].strip()
             return None
-        if name == b"api-key":
+        if name == b"api-key" or name == b"x-api-key":
             api_key = value.strip()
     return api_key
 

@@ -19,7 +19,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
@@ -54,7 +54,7 @@ from msgflux.server.batch import batches
 from msgflux.server.errors import HTTPError, from_gateway, from_validation, stream_error_event
 from msgflux.server.runtime import Route, Runtime
 
-__all__ = ["ENDPOINTS", "Endpoint", "authenticate", "handle"]
+__all__ = ["ENDPOINTS", "Endpoint", "Respond", "authenticate", "handle", "relay"]
 
 logger = logging.getLogger("msgflux.server")
 
@@ -103,7 +103,8 @@ def authenticate(runtime: Runtime, scope: Scope) -> Principal:
     if principal is None:
         raise HTTPError(
             401,
-            "missing or invalid API key: send it as `Authorization: Bearer <key>`",
+            "missing or invalid API key: send it as `Authorization: Bearer <key>` "
+            "(or `x-api-key: <key>`)",
             code="invalid_api_key",
         )
     return principal
@@ -327,6 +328,28 @@ async def handle(
     route = _route(runtime, principal, name, ep)
     request = _request(ep, payload, file)
     # issue 14: per-key rpm/tpm/budget admission plugs in here (principal, route, request)
+
+    async def respond(answer: RawAnswer | RawStream, headers: Headers, watch: Watch) -> None:
+        if isinstance(answer, RawStream):
+            await _send_stream(send, answer, name, payload, headers, watch)
+        else:
+            watch.finish()
+            await _send_answer(send, answer, name, ep, payload, headers)
+        # issue 14: metrics and the access-log line go here (principal, route, answer)
+
+    await relay(route, request, receive, began, respond)
+
+
+Respond = Callable[[RawAnswer | RawStream, Headers, Watch], Awaitable[None]]
+"""Sends the gateway's answer in an API's format (given the ``x-msgflux-*`` headers)."""
+
+
+async def relay(
+    route: Route, request: Request, receive: Receive, began: float, respond: Respond
+) -> None:
+    """The part of a model request every API format shares: call the gateway (a failure is
+    an :class:`HTTPError`), hand the answer to ``respond``, cancel the call when the client
+    hangs up (ending quietly), close the stream whatever happened."""
     watch = Watch(receive)
     answer: RawAnswer | RawStream | None = None
     try:
@@ -338,13 +361,7 @@ async def handle(
             error = from_gateway(exc)
             error.headers += _error_headers(exc, began)
             raise error from None
-        headers = _headers(answer, began)
-        if isinstance(answer, RawStream):
-            await _send_stream(send, answer, name, payload, headers, watch)
-        else:
-            watch.finish()
-            await _send_answer(send, answer, name, ep, payload, headers)
-        # issue 14: metrics and the access-log line go here (principal, route, answer)
+        await respond(answer, _headers(answer, began), watch)
     except asyncio.CancelledError:
         if not watch.absorb():
             raise

@@ -11,7 +11,8 @@ a status:
   window): **400** with the upstream's message, since another try cannot help;
 * a deployment asked for something it cannot do, for every deployment: **400**;
 * nothing eligible (time windows): **503**;
-* anything else, every deployment failed: **502**, the message listing each attempt.
+* anything else, every deployment failed: **502**, the message listing each attempt (code
+  ``upstream_overloaded`` when every one said it is overloaded: 503 or Anthropic's 529).
 
 Messages pass through :func:`msgflux._secrets.scrub`, so no key the process knows is echoed.
 """
@@ -32,9 +33,17 @@ from msgflux.exceptions import (
     ModelRouterError,
     ProviderError,
     RateLimitError,
+    StreamInterruptedError,
 )
 
-__all__ = ["HTTPError", "error_body", "from_gateway", "from_validation", "stream_error_event"]
+__all__ = [
+    "HTTPError",
+    "error_body",
+    "from_gateway",
+    "from_validation",
+    "is_overloaded",
+    "stream_error_event",
+]
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -103,6 +112,17 @@ def _retry_after(seconds: float | None) -> Headers:
     return [(b"retry-after", str(value).encode())]
 
 
+OVERLOADED_STATUSES = (503, 529)
+"""An upstream's "busy, try later": OpenAI's 503, Anthropic's 529 ``overloaded_error``."""
+
+
+def is_overloaded(exc: BaseException) -> bool:
+    """An upstream said it is overloaded (a stream it broke that way too)."""
+    if isinstance(exc, StreamInterruptedError) and exc.cause is not None:
+        exc = exc.cause
+    return isinstance(exc, ProviderError) and exc.status_code in OVERLOADED_STATUSES
+
+
 def _called(attempts: Sequence[Attempt]) -> list[Attempt]:
     return [a for a in attempts if a.skipped is None and not a.cancelled]
 
@@ -143,6 +163,8 @@ def _router(exc: ModelRouterError) -> HTTPError:
         last = errors[-1]
         assert isinstance(last, BadRequestError)
         return _provider(last, text)
+    if all(is_overloaded(e) for e in errors):
+        return HTTPError(502, text, code="upstream_overloaded")
     return HTTPError(502, text, code="upstream_error")
 
 
