@@ -172,6 +172,55 @@ def test_unknown_fields_extra_body_and_extra_headers_pass_through(upstream_env: 
     assert last.headers["x-trace"] == "t-1"
 
 
+CROSS_VENDOR_HISTORY = [
+    {
+        "role": "user",
+        "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}],
+    },
+    {
+        "role": "assistant",
+        "content": "Let me check.",
+        "reasoning_content": "The user greets me.",
+        "thinking_blocks": [{"type": "thinking", "thinking": "...", "signature": "sig"}],
+        "tool_calls": [
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {"name": "lookup", "arguments": "{}"},
+                "extra_content": {"google": {"thought_signature": "ts"}},
+            }
+        ],
+    },
+    {"role": "tool", "tool_call_id": "c1", "content": "boom", "is_error": True},
+]
+"""A conversation another vendor answered: its canonical form carries that vendor's fields."""
+TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+
+
+def test_openai_gets_a_conversation_begun_with_another_vendor_without_its_fields(
+    upstream_env: Upstream,
+) -> None:
+    Model.chat_completion("openai/m")(
+        messages=CROSS_VENDOR_HISTORY, tool_schemas=[{**TOOL, "cache_control": {"type": "x"}}]
+    )
+    sent = upstream_env.last.json
+    user, assistant, tool = sent["messages"]
+    assert user["content"] == [{"type": "text", "text": "hi"}]
+    assert set(assistant) == {"role", "content", "tool_calls"}
+    assert "extra_content" not in assistant["tool_calls"][0]
+    assert tool == {"role": "tool", "tool_call_id": "c1", "content": "boom"}
+    assert "cache_control" not in sent["tools"][0]
+    assert CROSS_VENDOR_HISTORY[1]["thinking_blocks"]  # the caller's messages are untouched
+
+
+def test_openai_compatible_servers_get_the_vendor_fields_as_they_are(
+    upstream_env: Upstream,
+) -> None:
+    model = Model.chat_completion("openai_compatible/m", base_url=upstream_env.base_url)
+    model(messages=CROSS_VENDOR_HISTORY)
+    assert upstream_env.last.json["messages"] == CROSS_VENDOR_HISTORY  # e.g. OpenRouter reads them
+
+
 def test_structured_output_in_the_json_object_form_llama_cpp_takes(upstream_env: Upstream) -> None:
     model = Model.chat_completion("openai/m", structured_output="json_object")
     upstream_env.script(Reply(structured={"name": "Ada", "age": 36}))

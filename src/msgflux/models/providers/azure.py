@@ -57,7 +57,7 @@ __all__ = [
     "classify_azure_error",
 ]
 
-AZURE = ProviderSpec("azure", None)
+AZURE = ProviderSpec("azure", None, vendor_fields=False)
 DEFAULT_API_VERSION = "2024-10-21"
 V1 = "v1"
 _VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?|v1")

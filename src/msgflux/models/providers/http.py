@@ -61,6 +61,10 @@ class ProviderSpec:
     "schema": ...}``, what llama.cpp's server takes)."""
     stream_usage: bool = True
     """Ask for usage in the last stream chunk (``stream_options.include_usage``)."""
+    vendor_fields: bool = True
+    """Send the fields other vendors put in the canonical messages (Anthropic's thinking blocks
+    and ``cache_control``, Gemini's ``extra_content``, ...) as they are; False for APIs that
+    refuse fields they do not define (OpenAI, Azure), which then get the portable messages."""
     api_key_env: str = dataclasses.field(init=False)
     base_url_env: str = dataclasses.field(init=False)
 

@@ -39,6 +39,7 @@ from msgflux.models.request import (
     SPEECH,
     TRANSCRIPTIONS,
     Request,
+    without_vendor_fields,
 )
 from msgflux.models.response import ModelResponse, ModelStreamResponse
 from msgflux.models.types import (
@@ -64,7 +65,9 @@ __all__ = [
     "classify_openai_error",
 ]
 
-OPENAI = ProviderSpec("openai", "https://api.openai.com/v1", max_tokens_field="auto")
+OPENAI = ProviderSpec(
+    "openai", "https://api.openai.com/v1", max_tokens_field="auto", vendor_fields=False
+)
 
 PATHS = {
     CHAT: "/chat/completions",
@@ -382,6 +385,8 @@ class OpenAIChatCompletion(OpenAIModel, ChatCompletionModel):
         if "max_tokens" in call or "max_completion_tokens" in call:
             defaults = {k: v for k, v in defaults.items() if k != "max_tokens"}
         body = {**defaults, **call}
+        if not self.spec.vendor_fields:
+            body = without_vendor_fields(body)
         body["model"] = self.model_id
         field = self._max_tokens_field()
         other = "max_tokens" if field == "max_completion_tokens" else "max_completion_tokens"
