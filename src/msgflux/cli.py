@@ -359,6 +359,40 @@ def config_import_litellm(
     )
 
 
+keys_app = typer.Typer(help="Client keys of a server config.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("usage")
+def keys_usage(
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="The YAML config file.", show_default=False)
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per key.")] = False,
+) -> None:
+    """Print each client key's spend in its budget period, what is left, when it resets (UTC)
+    and its current rpm and concurrency use, read from the config's server.state (Redis).
+    Exit code 1 when there is no shared state or Redis cannot be read."""
+    import json
+
+    from msgflux.server.config import ConfigError, load_config
+    from msgflux.server.usage import UsageError, read_usage, render_usage
+
+    out, err = _consoles()
+    try:
+        rows = read_usage(load_config(config))
+    except (ConfigError, UsageError) as exc:
+        err.print(f"[red]msgflux keys usage:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        for row in rows:
+            out.out(json.dumps(row.as_dict()), highlight=False)
+    elif not rows:
+        err.print("no client keys configured (server.keys)")
+    else:
+        out.out(render_usage(rows), highlight=False)
+
+
 def main() -> None:
     """Console-script entry point (``msgflux = "msgflux.cli:main"``)."""
     app()

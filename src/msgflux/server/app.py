@@ -6,10 +6,12 @@ Routes (each also without the ``/v1`` prefix)::
          /v1/audio/transcriptions (multipart)  /v1/images/generations
     GET  /v1/models  /v1/models/{id}
     GET  /health/liveness  /health/readiness  /health/models
+    POST /admin/reload   GET /admin/config  /metrics  (operators: :mod:`.admin`)
     POST /v1/messages  /v1/messages/count_tokens  (Anthropic's API: :mod:`.anthropic_api`)
 
 The app holds its :class:`~msgflux.server.runtime.Runtime` by reference (``app.runtime``):
 each request reads it once, so swapping it (a reload) never mixes two configs in one request.
+Key limits, metrics, the access log and reloads live in :class:`~.operations.Operations`.
 ``app.draining`` turns readiness to 503 (set when SIGTERM arrives).
 """
 
@@ -21,10 +23,11 @@ import os
 import time
 from typing import Any
 
-from msgflux.server import anthropic_api
+from msgflux.server import admin, anthropic_api
 from msgflux.server.asgi import Receive, Scope, Send, send_error, send_json
 from msgflux.server.endpoints import ENDPOINTS, authenticate, handle
 from msgflux.server.errors import HTTPError
+from msgflux.server.operations import Operations
 from msgflux.server.runtime import Runtime
 
 __all__ = ["App", "StateProbe"]
@@ -73,11 +76,14 @@ class StateProbe:
 class App:
     """The server's ASGI callable (see the module docstring)."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, ops: Operations | None = None) -> None:
+        """``ops``: built before ``runtime`` (whose gateways got its hooks); default: new."""
         self.runtime = runtime
         self.draining = False
         state = runtime.config.server.state
         self.state_probe = StateProbe(state) if state else None
+        self.ops = ops or Operations(runtime.config)
+        self.ops.attach(self)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -90,7 +96,13 @@ class App:
         path: str = scope["path"]
         short = path[3:] if path.startswith("/v1/") else path
         method: str = scope["method"]
-        runtime = self.runtime
+        ops = self.ops
+        exchange, token = ops.begin(scope)
+        if ops.observing:
+            send = exchange.wrap(send)
+        reloader = ops.reloader
+        assert reloader is not None
+        runtime = reloader.acquire()
         try:
             endpoint = ENDPOINTS.get(short)
             if endpoint is not None:
@@ -106,6 +118,8 @@ class App:
             elif path.startswith("/health/"):
                 _method(method, "GET", path)
                 await self._health(runtime, scope, send, path[len("/health/") :])
+            elif path in admin.PATHS:
+                await admin.serve(ops, runtime, path, scope, send)
             else:
                 raise HTTPError(404, f"unknown path {path}", code="unknown_url")
         except HTTPError as exc:
@@ -114,6 +128,9 @@ class App:
             # A bug of ours: answer in the documented shape, log it (never a key: scrubbed).
             logger.exception("unexpected error serving %s %s", method, path)
             await send_error(send, HTTPError(500, "internal server error", type="server_error"))
+        finally:
+            reloader.release(runtime)
+            ops.finish(exchange, token)
 
     async def _models(
         self, runtime: Runtime, scope: Scope, send: Send, model_id: str | None
@@ -177,6 +194,7 @@ class App:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self.ops.started()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
@@ -186,6 +204,7 @@ class App:
     async def aclose(self) -> None:
         from msgflux import _transport
 
+        await self.ops.aclose()
         self.runtime.close()
         if self.state_probe is not None:
             await self.state_probe.aclose()

@@ -20,6 +20,7 @@ import hmac
 from collections.abc import Sequence
 
 from msgflux.server.config import KeySpec
+from msgflux.server.key_limits import NO_LIMITS, KeyLimits
 
 __all__ = ["ANONYMOUS", "KeyRing", "Principal", "credential"]
 
@@ -30,6 +31,9 @@ class Principal:
 
     name: str
     models: frozenset[str] | None
+    limits: KeyLimits = NO_LIMITS
+    admin: bool = False
+    """May call ``/admin/*`` and ``/metrics``."""
 
     def allows(self, gateway: str) -> bool:
         return self.models is None or gateway in self.models
@@ -59,7 +63,9 @@ class KeyRing:
     __slots__ = ("_entries", "enabled")
 
     def __init__(self, keys: Sequence[KeySpec]) -> None:
-        self._entries = tuple((k.digest, Principal(k.name, k.models)) for k in keys)
+        self._entries = tuple(
+            (k.digest, Principal(k.name, k.models, k.limits, k.admin)) for k in keys
+        )
         self.enabled = bool(self._entries)
 
     def authenticate(self, headers: Sequence[tuple[bytes, bytes]]) -> Principal | None:

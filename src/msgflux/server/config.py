@@ -42,6 +42,7 @@ from msgflux import _secrets
 from msgflux.models.gateway.deployment import DEPLOYMENT_KEYS
 from msgflux.models.gateway.gateway import ModelGateway
 from msgflux.models.registry import lookup
+from msgflux.server.key_limits import LIMIT_KEYS, NO_LIMITS, KeyLimits, parse_key_limits
 
 __all__ = [
     "DEFAULT_HOST",
@@ -87,8 +88,10 @@ SERVER_KEYS = (
     "shutdown_grace",
     "drain_delay",
     "keys",
+    "metrics",
+    "access_log",
 )
-CLIENT_KEY_KEYS = ("name", "key", "key_sha256", "models")
+CLIENT_KEY_KEYS = ("name", "key", "key_sha256", "models", "admin", *LIMIT_KEYS)
 GATEWAY_EXTRA_KEYS = ("type", "models")
 
 _NOT_YAML_OPTIONS = ("models", "clock")
@@ -168,6 +171,10 @@ class KeySpec:
     """Gateway names this key may use; None: every gateway (``"*"``)."""
     from_env: bool = True
     """Given as ``key:`` (its value is known) rather than ``key_sha256:``."""
+    limits: KeyLimits = NO_LIMITS
+    """rpm, tpm, max_concurrency and budget (see :mod:`msgflux.server.key_limits`)."""
+    admin: bool = False
+    """May call ``/admin/*`` and ``/metrics``."""
 
     def allows(self, gateway: str) -> bool:
         return self.models is None or gateway in self.models
@@ -214,6 +221,10 @@ class ServerSettings:
     drain_delay: float = 0.0
     """Seconds between SIGTERM and closing the listener, readiness answering 503 meanwhile."""
     keys: tuple[KeySpec, ...] = ()
+    metrics: bool = True
+    """Serve ``GET /metrics`` (and count what it shows)."""
+    access_log: bool = True
+    """One JSON line per request on the ``msgflux.server.access`` logger."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,6 +247,12 @@ class ServerConfig:
                 continue
             out += [f"{gw.name}/{d.model_name}" for d in gw.deployments if d.limited]
         return out
+
+    def unshared_key_limits(self) -> list[str]:
+        """Names of client keys with limits or a budget and no ``server.state`` to share them."""
+        if self.server.state is not None:
+            return []
+        return [k.name for k in self.server.keys if k.limits.active]
 
     def local_deployments(self) -> list[str]:
         return [
@@ -641,6 +658,9 @@ def _server(raw: Any, gateways: Mapping[str, GatewaySpec]) -> ServerSettings:
     for key in ("shutdown_grace", "drain_delay"):
         if spec.get(key) is not None:
             out[key] = _seconds(spec[key], f"server.{key}")
+    for key in ("metrics", "access_log"):
+        if spec.get(key) is not None:
+            out[key] = _bool(spec[key], f"server.{key}")
     if spec.get("keys") is not None:
         out["keys"] = _keys(spec["keys"], gateways)
     return ServerSettings(**out)
@@ -687,8 +707,18 @@ def _keys(raw: Any, gateways: Mapping[str, GatewaySpec]) -> tuple[KeySpec, ...]:
         if digest in digests:
             raise ConfigError(path, "the same key is listed twice")
         digests.add(digest)
-        out.append(KeySpec(name, digest, _allowed(spec.get("models"), path, gateways), has_key))
+        allowed = _allowed(spec.get("models"), path, gateways)
+        admin = spec.get("admin") is not None and _bool(spec["admin"], _join(path, "admin"))
+        limits = parse_key_limits(spec, path)
+        out.append(KeySpec(name, digest, allowed, has_key, limits, admin))
     return tuple(out)
+
+
+def _bool(value: Any, path: str) -> bool:
+    value = _typed(value, "")
+    if not isinstance(value, bool):
+        raise ConfigError(path, f"must be true or false, got {value!r}")
+    return value
 
 
 def _allowed(value: Any, path: str, gateways: Mapping[str, GatewaySpec]) -> frozenset[str] | None:
@@ -728,6 +758,8 @@ def plan(config: ServerConfig) -> dict[str, Any]:
                 {"key": _secrets.MASK} if k.from_env else {"key_sha256": k.digest.hex()[:8] + "..."}
             ),
             "models": "*" if k.models is None else sorted(k.models),
+            **({"admin": True} if k.admin else {}),
+            **_limits_plan(k.limits),
         }
         for k in server.keys
     ]
@@ -741,6 +773,8 @@ def plan(config: ServerConfig) -> dict[str, Any]:
             "max_body_bytes": server.max_body_bytes,
             "shutdown_grace": server.shutdown_grace,
             "drain_delay": server.drain_delay,
+            "metrics": server.metrics,
+            "access_log": server.access_log,
             "keys": keys or "none (loopback only)",
         },
         "gateways": {},
@@ -757,6 +791,15 @@ def plan(config: ServerConfig) -> dict[str, Any]:
             models.append({"model_name": dep.model_name, "model": dep.model, **dep.keys, **params})
         out["gateways"][gw.name] = {"type": gw.type, **options, "models": models}
     return _secrets.scrub_value(out)  # type: ignore[no-any-return]
+
+
+def _limits_plan(limits: KeyLimits) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        k: getattr(limits, k) for k in ("rpm", "tpm", "max_concurrency") if getattr(limits, k)
+    }
+    if limits.budget is not None:
+        out["budget"] = {"usd": limits.budget.usd, "period": limits.budget.period}
+    return out
 
 
 def _redacted(url: str | None) -> str | None:

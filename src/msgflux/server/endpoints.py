@@ -2,9 +2,10 @@
 
 :func:`handle` is the whole request path, in order: authenticate, read the bounded body,
 parse and validate it (a mistake is a 400 before any upstream is touched), pick the gateway
-the client named, call ``gateway.acomplete``, send the answer (JSON, bytes or SSE) with the
-``x-msgflux-*`` headers. Issue 14's per-key limits, metrics and access log plug in at the
-marked points; the gateway holds every routing decision.
+the client named, pass the key's limits, call ``gateway.acomplete``, send the answer (JSON,
+bytes or SSE) with the ``x-msgflux-*`` headers. What the metrics and the access log need is
+noted in the request's :class:`~.exchange.Exchange` on the way; the gateway holds every
+routing decision.
 
 Fidelity: the request's fields go to the gateway as the client sent them (only ``model`` is
 the gateway's business) and the answer comes back as the upstream sent it, with ``model`` set
@@ -38,6 +39,7 @@ from msgflux.models.request import (
     Request,
     from_openai,
 )
+from msgflux.server import exchange
 from msgflux.server.asgi import (
     JSON,
     Headers,
@@ -107,6 +109,7 @@ def authenticate(runtime: Runtime, scope: Scope) -> Principal:
             "(or `x-api-key: <key>`)",
             code="invalid_api_key",
         )
+    exchange.identified(principal)
     return principal
 
 
@@ -327,7 +330,6 @@ async def handle(
     name, payload, file = _payload(ep, scope, body)
     route = _route(runtime, principal, name, ep)
     request = _request(ep, payload, file)
-    # issue 14: per-key rpm/tpm/budget admission plugs in here (principal, route, request)
 
     async def respond(answer: RawAnswer | RawStream, headers: Headers, watch: Watch) -> None:
         if isinstance(answer, RawStream):
@@ -335,7 +337,6 @@ async def handle(
         else:
             watch.finish()
             await _send_answer(send, answer, name, ep, payload, headers)
-        # issue 14: metrics and the access-log line go here (principal, route, answer)
 
     await relay(route, request, receive, began, respond)
 
@@ -349,7 +350,9 @@ async def relay(
 ) -> None:
     """The part of a model request every API format shares: call the gateway (a failure is
     an :class:`HTTPError`), hand the answer to ``respond``, cancel the call when the client
-    hangs up (ending quietly), close the stream whatever happened."""
+    hangs up (ending quietly), close the stream whatever happened. The request first passes
+    its key's limits (:func:`.exchange.admit`: a 429 before the gateway is called)."""
+    await exchange.admit(route)
     watch = Watch(receive)
     answer: RawAnswer | RawStream | None = None
     try:
@@ -358,9 +361,11 @@ async def relay(
         except (TypeError, ValueError) as exc:  # a caller mistake the gateway found
             raise from_validation(exc) from None
         except Exception as exc:
+            exchange.failed(exc)
             error = from_gateway(exc)
             error.headers += _error_headers(exc, began)
             raise error from None
+        exchange.answered(answer)
         await respond(answer, _headers(answer, began), watch)
     except asyncio.CancelledError:
         if not watch.absorb():

@@ -4,8 +4,11 @@
 
 * no client keys and a non-loopback ``--host``: anyone on the network could spend the
   upstream keys; it takes ``--no-auth`` to mean it;
-* ``--workers N`` (N > 1) with ``rpm``/``tpm``/``max_concurrency`` limits and no shared state:
-  each process would enforce them alone, N times the limit in total; set ``server.state``.
+* ``--workers N`` (N > 1) with ``rpm``/``tpm``/``max_concurrency`` limits (on a deployment or
+  a client key) or a key's ``budget`` and no shared state: each process would enforce them
+  alone, N times the limit in total; set ``server.state``.
+
+SIGHUP reloads the config (:mod:`.reload`); with N workers the supervisor passes it on.
 
 SIGTERM (or Ctrl-C) drains: readiness answers 503 at once, the listener closes after
 ``server.drain_delay`` seconds (default 0; give load balancers time to notice), requests and
@@ -25,13 +28,17 @@ from types import FrameType
 
 import uvicorn
 
+from msgflux.server import access_log
 from msgflux.server.app import App
 from msgflux.server.config import (
     DEFAULT_HOST,
     DEFAULT_PORT,
+    ConfigError,
     ServerConfig,
     is_loopback,
 )
+from msgflux.server.operations import Operations
+from msgflux.server.reload import check_workers, defer_hangups
 from msgflux.server.runtime import build_runtime
 
 __all__ = [
@@ -86,14 +93,10 @@ def check(config: ServerConfig, target: Target, no_auth: bool) -> None:
             "127.0.0.1, or pass --no-auth to allow it explicitly."
         )
     if target.workers > 1:
-        unshared = config.unshared_limits()
-        if unshared:
-            raise StartupError(
-                f"--workers {target.workers} with rpm/tpm/max_concurrency limits on "
-                f"{', '.join(unshared)} and no shared state: each worker would enforce them on "
-                f"its own ({target.workers} times the limit in total). Set server.state to a "
-                "redis:// URL, or run one worker."
-            )
+        try:
+            check_workers(config, target.workers)
+        except ConfigError as exc:
+            raise StartupError(exc.message) from None
         local = config.local_deployments()
         if local:
             logger.warning("%s: %s", ", ".join(local), LOCAL_MODEL_NOTE)
@@ -164,13 +167,15 @@ def run_worker(
     config: ServerConfig, target: Target, *, reuse_port: bool, announce: bool = True
 ) -> int:
     """Serve in this process until SIGTERM has drained it; returns the exit code (0)."""
-    runtime = build_runtime(config)
+    access_log.configure(config.server.access_log)
+    ops = Operations(config, workers=target.workers, supervised=reuse_port)
+    runtime = build_runtime(config, hooks=ops.hooks)
     try:
         sock = bind(target.host, target.port, reuse_port=reuse_port)
     except StartupError:
         runtime.close()
         raise
-    app = App(runtime)
+    app = App(runtime, ops)
     server = DrainingServer(_uvicorn_config(app, config), app, config.server.drain_delay)
     if announce:
         print_listening(config, target, sock.getsockname()[1])
@@ -200,6 +205,7 @@ def serve(
     """Check, then run one worker here or N under a supervisor; returns the exit code."""
     target = resolve(config, host, port, workers)
     check(config, target, no_auth)
+    defer_hangups()  # a SIGHUP before the event loop handles them reloads once it does
     if target.workers == 1:
         return run_worker(config, target, reuse_port=False)
     from msgflux.server.workers import supervise

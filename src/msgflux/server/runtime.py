@@ -1,8 +1,14 @@
 """The live side of a config: its gateways built, its keys ready, all in one immutable object.
 
 :class:`Runtime` is what a request reads, through one attribute read of the app's current
-runtime; a reload (issue 14) builds a new one and swaps the reference, so a request in flight
-keeps the gateways it started with and nothing is ever half-configured.
+runtime; a reload (:mod:`.reload`) builds a new one and swaps the reference, so a request in
+flight keeps the gateways it started with and nothing is ever half-configured.
+
+A gateway on process memory (no ``state:``) gets a :class:`MemoryStore` of the server's, which a
+reload hands to the gateway of the same name in the new runtime: breaker and limit state then
+survive for every deployment whose identity (gateway name, ``model_name``, ``model``,
+``base_url``) did not change, and is forgotten for the others. Gateways on Redis share their
+state through Redis, which a reload does not touch.
 
 Each deployment's model is built here (``Model.<type>("provider/model_id", base_url=...,
 api_key=..., temperature=...)``), so every model type and every model parameter works; the
@@ -19,6 +25,8 @@ from types import MappingProxyType
 from typing import Any
 
 from msgflux.models.gateway.gateway import ModelGateway
+from msgflux.models.gateway.record import Completion
+from msgflux.models.gateway.state import MemoryStore, Policy
 from msgflux.models.model import Model
 from msgflux.models.request import KINDS
 from msgflux.server.auth import KeyRing
@@ -47,6 +55,10 @@ class Runtime:
     keys: KeyRing
     loaded_at: int
     """Epoch seconds the config was loaded (``created`` of ``/v1/models``)."""
+    stores: Mapping[str, MemoryStore] = dataclasses.field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    """The process-memory state of each gateway without ``state:`` (carried over by reloads)."""
 
     def close(self) -> None:
         for route in self.routes.values():
@@ -63,7 +75,9 @@ def build_model(gateway_type: str, dep: DeploymentSpec) -> Any:
     return factory(dep.model, **params)
 
 
-def _gateway(config: ServerConfig, spec: GatewaySpec, state: Any) -> ModelGateway:
+def _gateway(
+    config: ServerConfig, spec: GatewaySpec, state: Any, hooks: tuple[Completion, ...] = ()
+) -> ModelGateway:
     path = f"gateways.{spec.name}"
     deployments = []
     for i, dep in enumerate(spec.deployments):
@@ -73,6 +87,10 @@ def _gateway(config: ServerConfig, spec: GatewaySpec, state: Any) -> ModelGatewa
             raise ConfigError(f"{path}.models[{i}]", str(exc)) from None
         deployments.append({"model_name": dep.model_name, "model": model, **dep.keys})
     options = {k: v for k, v in spec.options.items() if k != "state"}
+    options.setdefault("name", spec.name)
+    if hooks:
+        own = options.get("on_complete")
+        options["on_complete"] = [*_as_list(own), *hooks]
     try:
         return ModelGateway(deployments, state=state, **options)
     except (TypeError, ValueError, AttributeError) as exc:
@@ -81,25 +99,73 @@ def _gateway(config: ServerConfig, spec: GatewaySpec, state: Any) -> ModelGatewa
         raise ConfigError(f"{path}.state", str(exc)) from None
 
 
-def build_runtime(config: ServerConfig, *, shared_state: bool = True) -> Runtime:
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _policy(dep: DeploymentSpec) -> Policy:
+    """The deployment's key in a state store (``model_name|provider/model_id``)."""
+    provider, _, model_id = dep.model.partition("/")
+    return Policy(dep.model_name, provider, model_id)
+
+
+def _carried(previous: Runtime | None, spec: GatewaySpec) -> tuple[MemoryStore, list[Policy]]:
+    """The memory store for ``spec`` (the previous runtime's for the same gateway name, else a
+    new one) and the deployments whose state it must forget: those of the previous config
+    whose identity is not in ``spec`` any more."""
+    store = previous.stores.get(spec.name) if previous is not None else None
+    if store is None or previous is None:
+        return MemoryStore(), []
+    old = previous.config.gateways.get(spec.name)
+    if old is None:
+        return store, []
+    kept = {(d.model_name, d.model, d.params.get("base_url")) for d in spec.deployments}
+    gone = [
+        _policy(d)
+        for d in old.deployments
+        if (d.model_name, d.model, d.params.get("base_url")) not in kept
+    ]
+    return store, gone
+
+
+def build_runtime(
+    config: ServerConfig,
+    *,
+    shared_state: bool = True,
+    previous: Runtime | None = None,
+    hooks: tuple[Completion, ...] = (),
+) -> Runtime:
     """Build every gateway of ``config`` (raises :class:`ConfigError`, closing what it built).
 
     ``shared_state=False`` builds them on process memory whatever the config says (a dry run
-    that validates without connecting to Redis).
+    that validates without connecting to Redis). ``previous`` (a reload) hands its memory
+    state over (see the module docstring); ``hooks`` go to every gateway's ``on_complete``.
     """
     routes: dict[str, Route] = {}
+    stores: dict[str, MemoryStore] = {}
+    forget: list[tuple[MemoryStore, list[Policy]]] = []
     try:
         for spec in config.gateways.values():
             state = config.state_for(spec) if shared_state else None
-            gateway = _gateway(config, spec, state)
+            if state is None:
+                store, gone = _carried(previous, spec)
+                state = stores[spec.name] = store
+                forget.append((store, gone))
+            gateway = _gateway(config, spec, state, hooks)
             routes[spec.name] = Route(spec.name, spec.type, KINDS[spec.type], gateway)
     except BaseException:
         for route in routes.values():
             route.gateway.close()
         raise
+    for store, gone in forget:  # only once the whole config built: a failed reload changes nothing
+        if gone:
+            store.reset(gone)
     return Runtime(
         config,
         MappingProxyType(routes),
         KeyRing(config.server.keys),
         int(time.time()),
+        MappingProxyType(stores),
     )

@@ -4,7 +4,10 @@ Each worker is a forked child that binds its own socket to the same port with SO
 (the kernel spreads connections between them) and runs its own uvicorn server, gateways and
 upstream connections. The parent holds the port (a bound, non-listening SO_REUSEPORT socket, so
 ``--port 0`` picks one port for all), restarts a worker that dies, forwards SIGTERM/SIGINT to
-every worker and exits 0 once all of them have drained (1 if one failed).
+every worker and exits 0 once all of them have drained (1 if one failed). It passes SIGHUP on
+to every worker (each reloads the config: :mod:`.reload`), and gives them one
+``PROMETHEUS_MULTIPROC_DIR`` (emptied at start, removed at exit when it made it) so that any
+worker answers ``/metrics`` for all (:mod:`.metrics`).
 
 What the workers share is what ``server.state`` (Redis) shares: breakers, rpm/tpm windows and
 concurrency leases; latency stats and hedging stay per worker (see the README).
@@ -22,6 +25,8 @@ from types import FrameType
 
 from msgflux.server.config import ConfigError, ServerConfig
 from msgflux.server.lifecycle import StartupError, Target, bind, print_listening, run_worker
+from msgflux.server.metrics import cleanup_multiprocess, prepare_multiprocess, process_dead
+from msgflux.server.reload import defer_hangups
 
 __all__ = ["supervise"]
 
@@ -32,6 +37,8 @@ STARTUP_FAILED = 3
 MAX_RESTARTS = 5
 RESTART_WINDOW = 60.0
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_BLOCKED = (*_SIGNALS, signal.SIGHUP)
+"""Blocked around fork, so a child never runs the parent's handlers."""
 
 
 def _child(config: ServerConfig, target: Target) -> None:
@@ -40,7 +47,8 @@ def _child(config: ServerConfig, target: Target) -> None:
     try:
         for sig in _SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+        defer_hangups()  # the app's loop handles SIGHUP once it runs
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _BLOCKED)
         code = run_worker(config, target, reuse_port=True, announce=False)
     except (StartupError, ConfigError) as exc:
         print(f"msgflux serve: worker {os.getpid()}: {exc}", file=sys.stderr, flush=True)
@@ -63,7 +71,7 @@ def supervise(config: ServerConfig, target: Target) -> int:
     restarts: list[float] = []
 
     def spawn(index: int) -> None:
-        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED)
         try:
             pid = os.fork()
             if pid == 0:
@@ -71,7 +79,7 @@ def supervise(config: ServerConfig, target: Target) -> int:
                 _child(config, worker_target)
             children[pid] = index
         finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _BLOCKED)
 
     def stop_all(sig: int = signal.SIGTERM) -> None:
         for pid in list(children):
@@ -85,7 +93,13 @@ def supervise(config: ServerConfig, target: Target) -> int:
         stopping = True
         stop_all(signal.SIGTERM)
 
+    def on_hangup(sig: int, frame: FrameType | None) -> None:
+        if not stopping:
+            stop_all(signal.SIGHUP)
+
     previous = {sig: signal.signal(sig, on_signal) for sig in _SIGNALS}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hangup)
+    metrics_dir = prepare_multiprocess() if config.server.metrics else None
     exit_code = 0
     try:
         for i in range(target.workers):
@@ -99,6 +113,8 @@ def supervise(config: ServerConfig, target: Target) -> int:
             index = children.pop(pid, None)
             if index is None:
                 continue
+            if metrics_dir is not None:
+                process_dead(pid)
             code = os.waitstatus_to_exitcode(status)
             if stopping:
                 if code != 0:
@@ -128,4 +144,6 @@ def supervise(config: ServerConfig, target: Target) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         reserve.close()
+        if metrics_dir is not None:
+            cleanup_multiprocess(*metrics_dir)
     return exit_code

@@ -1,0 +1,167 @@
+"""What the server does around each request: key limits, metrics, the access log, reloads.
+
+:class:`Operations` is built once per process, before the first runtime (its
+:attr:`~Operations.hooks` go to every gateway's ``on_complete``), and outlives reloads: the
+key limiter's counters and the metrics' series are the process's, not a config's. The app
+calls :meth:`~Operations.begin` and :meth:`~Operations.finish` around every request,
+:meth:`~Operations.started` once its event loop runs (SIGHUP, the gauges' refresh) and
+:meth:`~Operations.aclose` at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import signal
+import time
+from typing import Any
+
+from msgflux.server import access_log
+from msgflux.server.config import ServerConfig
+from msgflux.server.exchange import Exchange, closed, opened, settle
+from msgflux.server.limits import Limiter, MemoryLimiter
+from msgflux.server.metrics import ServerMetrics
+from msgflux.server.reload import Reloader, hangup_deferred
+from msgflux.server.runtime import Runtime
+
+__all__ = ["Operations", "make_limiter"]
+
+logger = logging.getLogger("msgflux.server")
+
+_QUIET = ("/health/", "/metrics")
+"""Paths neither counted nor logged (probes and scrapes would drown the rest)."""
+
+
+def make_limiter(state: str | None) -> Limiter:
+    """The key limiter for ``server.state``: Redis when set, else this process's memory."""
+    if state is None:
+        return MemoryLimiter()
+    from msgflux.server.limits_redis import RedisLimiter
+
+    return RedisLimiter(state)
+
+
+class Operations:
+    """See the module docstring."""
+
+    def __init__(self, config: ServerConfig, *, workers: int = 1, supervised: bool = False) -> None:
+        self.workers = workers
+        self.supervised = supervised
+        self.metrics = ServerMetrics() if config.server.metrics else None
+        self.hooks: tuple[Any, ...] = (
+            (self.metrics.gateway.observe,) if self.metrics is not None else ()
+        )
+        self.limiter = make_limiter(config.server.state)
+        self.access_log = config.server.access_log
+        self.observing = self.metrics is not None or self.access_log
+        """Someone reads the requests' status and timings (else ``send`` is not wrapped)."""
+        self.reloader: Reloader | None = None
+        self.app: Any = None
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._refresher: asyncio.Task[None] | None = None
+
+    def attach(self, app: Any) -> None:
+        """Serve ``app`` (its ``runtime`` is the first config)."""
+        self.app = app
+        self.reloader = Reloader(
+            app,
+            workers=self.workers,
+            supervised=self.supervised,
+            hooks=self.hooks,
+            on_swap=self._swapped,
+        )
+        if self.metrics is not None:
+            self.metrics.watch(app.runtime, self.limiter)
+
+    # -- per request --------------------------------------------------------------------------
+    def begin(self, scope: Any) -> tuple[Exchange, contextvars.Token[Exchange | None]]:
+        exchange = Exchange(scope["method"], scope["path"], self.limiter)
+        if self.metrics is not None:
+            self.metrics.in_flight.inc()
+        return exchange, opened(exchange)
+
+    def finish(self, exchange: Exchange, token: contextvars.Token[Exchange | None]) -> None:
+        """The request is over (whatever happened): settle its key's admission, count it,
+        log it."""
+        try:
+            settle()
+        finally:
+            closed(token)
+        exchange.ended = time.perf_counter()
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.in_flight.dec()
+        if exchange.path.startswith(_QUIET):
+            return
+        try:
+            if metrics is not None:
+                metrics.observe(exchange)
+            if self.access_log:
+                access_log.log(exchange)
+        except Exception:  # never fail a request for its bookkeeping
+            logger.exception("recording a request failed")
+
+    # -- reloads ------------------------------------------------------------------------------
+    def reloaded(self, ok: bool, error: BaseException | None = None) -> None:
+        if error is not None:
+            logger.error("reload rejected, keeping the previous config: %s", error)
+        if self.metrics is not None:
+            self.metrics.reloads.labels("ok" if ok else "error").inc()
+
+    async def _reload_on_signal(self) -> None:
+        assert self.reloader is not None
+        try:
+            _, changed = await self.reloader.reload("signal")
+        except Exception as exc:
+            self.reloaded(False, exc)
+        else:
+            if changed:
+                self.reloaded(True)
+
+    def _swapped(self, old: Runtime, new: Runtime) -> None:
+        if self.metrics is not None:
+            self.metrics.watch(new, self.limiter)
+        state = new.config.server.state
+        if state == old.config.server.state:
+            return
+        previous, self.limiter = self.limiter, make_limiter(state)
+        if self.metrics is not None:
+            self.metrics.watch(new, self.limiter)
+        self._spawn(previous.aclose())  # its tickets in flight still settle on it first
+        app = self.app
+        if app is not None:
+            from msgflux.server.app import StateProbe
+
+            probe, app.state_probe = app.state_probe, StateProbe(state) if state else None
+            if probe is not None:
+                self._spawn(probe.aclose())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- process life -------------------------------------------------------------------------
+    def started(self) -> None:
+        """In the event loop, at startup: SIGHUP reloads; gauges refresh (N workers)."""
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self._reload_on_signal()))
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            logger.debug("SIGHUP reload is unavailable here")
+        else:
+            if hangup_deferred():  # a SIGHUP came while this process was starting
+                self._spawn(self._reload_on_signal())
+        metrics = self.metrics
+        if metrics is not None and metrics.multiprocess_dir:
+            self._refresher = loop.create_task(metrics.refresh_forever())
+
+    async def aclose(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+        await self.limiter.aclose()
+        if self.reloader is not None:
+            self.reloader.close_all()
