@@ -109,17 +109,17 @@ def test_no_content_by_default_and_content_when_enabled(
     upstream_env: Upstream, spans: tuple[TracerProvider, InMemorySpanExporter]
 ) -> None:
     provider, exporter = spans
-    secret_prompt = "my secret prompt " + TEST_KEYS["OPENAI"]
-    upstream_env.set_default(Reply(text="the private answer"))
+    secret_prompt = "my zebra-quartz prompt " + TEST_KEYS["OPENAI"]
+    upstream_env.set_default(Reply(text="the walrus-ochre answer"))
     pair(upstream_env, tracing=provider)(messages=secret_prompt)
     everything = repr([dict(s.attributes or {}) for s in exporter.get_finished_spans()])
-    assert "secret prompt" not in everything and "private answer" not in everything
+    assert "zebra-quartz prompt" not in everything and "walrus-ochre answer" not in everything
     exporter.clear()
     pair(upstream_env, tracing=provider, trace_content=True)(messages=secret_prompt)
     [call] = [s for s in exporter.get_finished_spans() if s.parent is None]
     attrs = call.attributes or {}
-    assert "my secret prompt" in attrs["gen_ai.input.messages"]
-    assert "the private answer" in attrs["gen_ai.output.messages"]
+    assert "my zebra-quartz prompt" in attrs["gen_ai.input.messages"]
+    assert "the walrus-ochre answer" in attrs["gen_ai.output.messages"]
     assert TEST_KEYS["OPENAI"] not in repr(dict(attrs))  # scrubbed even when content is on
 
 
