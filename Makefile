@@ -9,6 +9,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
 
+# llama.cpp (the [local] extra) compiles with -march=native by default, which on a virtual
+# machine that reports AMX without enabling it crashes at the first decode (SIGSEGV at
+# ldtilecfg). On x86_64 we build the portable AVX2 variant instead; set CMAKE_ARGS to override.
+ifeq ($(shell uname -m),x86_64)
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+endif
+
 # Reinstall only when pyproject.toml changes; one stamp per set of extras.
 $(VENV)/.stamp-%: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e ".[$*]"
