@@ -2,12 +2,18 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 EXTRAS ?= dev,local,redis,server,cost,metrics,tracing
+# Every package the tests and tools run against, pinned (pip reads it as constraints, so the
+# library's own ranges in pyproject.toml stay loose for users). `make lock` refreshes it.
+LOCK := requirements/dev.lock
+PIP_VERSION := 26.3
+UV_VERSION := 0.13.9
+comma := ,
 
-.PHONY: run test lint typecheck pytest bench clean redis node-deps
+.PHONY: run test lint typecheck pytest bench clean redis node-deps lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -U pip
+	$(BIN)/pip install -q pip==$(PIP_VERSION)
 
 # llama.cpp (the [local] extra) compiles with -march=native by default, which on a virtual
 # machine that reports AMX without enabling it crashes at the first decode (SIGSEGV at
@@ -16,10 +22,18 @@ ifeq ($(shell uname -m),x86_64)
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 endif
 
-# Reinstall only when pyproject.toml changes; one stamp per set of extras.
-$(VENV)/.stamp-%: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e ".[$*]"
+# Reinstall only when pyproject.toml or the lock changes; one stamp per set of extras.
+$(VENV)/.stamp-%: pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/pip install -q -c $(LOCK) -e ".[$*]"
 	touch $@
+
+# Resolve every extra again to the newest releases the ranges in pyproject.toml allow, for
+# Python 3.11 (what CI runs); review the diff, run `make test`, commit both files together.
+lock: | $(BIN)/python
+	$(BIN)/pip install -q uv==$(UV_VERSION)
+	$(BIN)/uv pip compile pyproject.toml $(foreach e,$(subst $(comma), ,$(EXTRAS)),--extra $(e)) \
+		--python-version 3.11 --annotation-style line --upgrade \
+		--custom-compile-command "make lock" -o $(LOCK)
 
 # The demo needs only the [local] extra (the first install compiles llama.cpp, ~5 min).
 run: $(VENV)/.stamp-local
