@@ -38,7 +38,7 @@ from bench.common import write_section
 from msgflux import Model
 from msgflux._transport import Response, SSEDecoder
 from msgflux.models.chat import ChatStream, chat_pairs, translated_pairs
-from msgflux.models.providers._native import NativeChatModel
+from msgflux.models.providers.vendor import VendorChatModel
 from msgflux.models.request import Request
 from msgflux.models.response import ModelStreamResponse
 
@@ -142,7 +142,7 @@ def _capture(up: Upstream, model: Any, req: Request, reply: Reply) -> bytes:
 
 def _encode(model: Any, req: Request) -> tuple[bytes, Any]:
     """What ``_send_kind`` does before the transport: the body and the endpoint."""
-    if isinstance(model, NativeChatModel):
+    if isinstance(model, VendorChatModel):
         body = model._encode(req)
         return body, model._prepared(model._endpoint(*model._path(req)), req)
     ep = model._prepared(model._endpoint("/chat/completions"), req)
@@ -179,7 +179,7 @@ def _cases(up: Upstream) -> dict[str, dict[str, Case]]:
 
 
 def _case(model: Any, kwargs: dict[str, Any], req: Request, data: bytes) -> Case:
-    native = isinstance(model, NativeChatModel)
+    native = isinstance(model, VendorChatModel)
     who = (model.provider, model.model_id)
 
     def encode(req: Request) -> bytes:

@@ -72,7 +72,7 @@ async def measure(base_url: str, calls: int, rounds: int) -> dict[str, list[floa
             return orjson.loads((await _transport.apost(endpoint, raw)).content)
 
         async def provider() -> Any:
-            return (await model._asend(request)).raw
+            return (await model.asend(request)).raw
 
         async def ours() -> Any:
             return (await gateway.acomplete(BODY)).body
@@ -117,7 +117,7 @@ def main() -> None:
             ("transport", "`_transport.apost` (bounded body, watchdog, typed errors)", "bare"),
             (
                 "provider",
-                "the provider's attempt (`model._asend(request)`: wire body, "
+                "the provider's attempt (`model.asend(request)`: wire body, "
                 "answer checked, msgflux view)",
                 "transport",
             ),

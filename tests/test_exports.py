@@ -75,6 +75,7 @@ SURFACE = {
         "ResponseTooLargeError",
         "StreamInterruptedError",
         "UnsupportedFeatureError",
+        "is_overloaded",
         "is_transient",
     ],
     "msgflux.models.registry": [

@@ -63,6 +63,7 @@ __all__ = [
     "ResponseTooLargeError",
     "StreamInterruptedError",
     "UnsupportedFeatureError",
+    "is_overloaded",
     "is_transient",
 ]
 
@@ -221,6 +222,17 @@ class UnsupportedFeatureError(MsgFluxError, ValueError):
 def is_transient(exc: BaseException) -> bool:
     """True for errors where the same deployment may well succeed if asked again."""
     return isinstance(exc, ProviderError) and exc.transient
+
+
+OVERLOADED_STATUSES = (503, 529)
+"""An upstream's "busy, try later": OpenAI's 503, Anthropic's 529 ``overloaded_error``."""
+
+
+def is_overloaded(exc: BaseException) -> bool:
+    """An upstream said it is overloaded (a stream it broke that way too)."""
+    if isinstance(exc, StreamInterruptedError) and exc.cause is not None:
+        exc = exc.cause
+    return isinstance(exc, ProviderError) and exc.status_code in OVERLOADED_STATUSES
 
 
 @dataclasses.dataclass(frozen=True)

@@ -43,6 +43,7 @@ class Env:
         self.server = server
         self.an = an
         self.oa = oa
+        self.client_sent_invalid = False
 
     def client(self, **kwargs: Any) -> anthropic.Anthropic:
         kwargs.setdefault("api_key", SERVER_KEY)
@@ -54,6 +55,13 @@ class Env:
 
     def untouched(self) -> bool:
         return self.an.count() == 0 and self.oa.count() == 0
+
+    def health(self, gateway: str) -> dict[str, Any]:
+        """The deployments' health entries of ``gateway`` (``/health/models``)."""
+        resp = httpx.get(
+            self.server.url + "/health/models", headers={"x-api-key": SERVER_KEY}, timeout=10
+        )
+        return resp.json()["gateways"][gateway]["deployments"]  # type: ignore[no-any-return]
 
 
 def _deployment(vendor: str, up: Upstream) -> dict[str, Any]:
@@ -86,6 +94,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
                 "breaker": False,
                 "models": [_deployment("openai", oa), _deployment("anthropic", an)],
             },
+            "gpt-only": {"models": [_deployment("openai", oa)]},
+            "claude-only": {"models": [_deployment("anthropic", an)]},
             "embed": {
                 "type": "text_embedder",
                 "models": [{"model_name": "e", "model": "openai/emb", "base_url": oa.base_url}],
@@ -105,7 +115,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 def fresh(env: Env) -> Iterator[None]:
     env.an.reset()
     env.oa.reset()
+    env.client_sent_invalid = False
     yield
+    if env.client_sent_invalid:
+        return  # a native lane sends the client's request as it is, mistakes included
     for rec in env.an.requests:
         assert rec.invalid is None, rec.invalid  # nothing Anthropic would refuse was sent
 
@@ -341,7 +354,7 @@ def test_signed_thinking_goes_back_to_anthropic_and_unsigned_is_dropped(env: Env
         client.messages.create(model="claude", max_tokens=16, messages=turns, tools=[WEATHER])
     sent = env.an.last.json["messages"]
     assert sent[1]["content"][0] == signed
-    assert sent[3]["content"] == "Done."
+    assert sent[3]["content"] == [{"type": "text", "text": "Done."}]
 
 
 # -- streams ------------------------------------------------------------------------------------
@@ -370,10 +383,12 @@ def test_a_streams_events_come_in_anthropics_order(env: Env, gateway: str) -> No
     )
     assert resp.headers["content-type"] == "text/event-stream"
     events = sse(resp)
+    # The translated lane writes its own events; the native lane relays the upstream's, whose
+    # ping comes after the block's start.
+    head = ["ping", "content_block_start"] if gateway == "gpt" else ["content_block_start", "ping"]
     assert [e for e, _ in events] == [
         "message_start",
-        "ping",
-        "content_block_start",
+        *head,
         "content_block_delta",
         "content_block_delta",
         "content_block_stop",
@@ -497,19 +512,18 @@ def test_openai_down_falls_back_to_anthropic(env: Env) -> None:
     [
         ({"max_tokens": None}, "max_tokens"),
         ({"temperature": 1.5}, "temperature"),
-        ({"messages": [{"role": "system", "content": "x"}]}, "messages.0.role"),
         (
             {"messages": [{"role": "user", "content": [{"type": "audio"}]}]},
             "messages.0.content.0.type",
         ),
         ({"tool_choice": {"type": "sometimes"}}, "tool_choice.type"),
         ({"thinking": {"type": "enabled", "budget_tokens": 10}}, "thinking.budget_tokens"),
-        ({"container": "c-1"}, "container"),
-        ({"frequency_penalty": 1}, "frequency_penalty"),
-        ({"top_k": -1}, "top_k"),
     ],
 )
 def test_a_bad_request_is_a_400_naming_the_field(env: Env, change: Any, field: str) -> None:
+    """The deployment that speaks the Messages API judges the request (a native lane: what it
+    says comes back); the one that would need it translated is skipped, never blamed."""
+    env.client_sent_invalid = True
     body = {"model": "gpt", "max_tokens": 16, "messages": ASK, **change}
     body = {k: v for k, v in body.items() if v is not None}
     with (
@@ -520,18 +534,45 @@ def test_a_bad_request_is_a_400_naming_the_field(env: Env, change: Any, field: s
     assert info.value.status_code == 400
     assert info.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
     assert info.value.body["error"]["message"].startswith(field + ":")  # type: ignore[index]
+    assert env.oa.count() == 0 and env.an.count("messages") == 1
+    assert info.value.response.headers["x-msgflux-attempts"] == "1"  # the skip is no attempt
+
+
+def test_a_field_a_translated_lane_cannot_carry_is_dropped_and_named(env: Env) -> None:
+    extra = {"frequency_penalty": 1, "context_management": {"edits": []}}
+    with env.client() as client:
+        raw = client.messages.with_raw_response.create(
+            model="gpt", max_tokens=16, messages=ASK, extra_body=extra
+        )
+    assert raw.headers["x-msgflux-deployment"] == "openai"
+    assert raw.headers["x-msgflux-dropped"] == "frequency_penalty,context_management"
+    assert "frequency_penalty" not in env.oa.last.json
+
+
+def test_a_request_no_deployment_can_take_names_the_field(env: Env) -> None:
+    body = {"model": "gpt-only", "max_tokens": 16, "messages": ASK, "temperature": 1.5}
+    headers = {"anthropic-version": "2023-06-01"}
+    with (
+        env.client(default_headers=headers) as client,
+        pytest.raises(anthropic.BadRequestError) as info,
+    ):
+        client.post("/v1/messages", cast_to=object, body=body)
+    assert info.value.status_code == 400
+    assert "temperature: must be a number between 0 and 1" in str(info.value)
     assert env.untouched()
 
 
 def test_sampling_fields_are_refused_with_the_api_version_that_has_none(env: Env) -> None:
+    env.client_sent_invalid = True
     with (
         env.client() as client,  # the SDK sends anthropic-version 2026-10-21
-        pytest.raises(anthropic.BadRequestError, match=r"temperature: .*2026-10-21"),
+        pytest.raises(anthropic.BadRequestError, match=r"temperature"),
     ):
         client.messages.create(
             model="gpt", max_tokens=16, messages=ASK, extra_body={"temperature": 0.5}
         )
-    assert env.untouched()
+    assert env.oa.count() == 0  # the translation refused it as Anthropic would: skipped
+    assert env.an.last.headers["anthropic-version"] == "2026-10-21"
 
 
 def test_an_unknown_model_is_a_not_found_error(env: Env) -> None:
@@ -548,6 +589,7 @@ def test_an_unknown_model_is_a_not_found_error(env: Env) -> None:
 
 
 def test_keys_as_x_api_key_or_bearer_and_the_version_header(env: Env) -> None:
+    env.client_sent_invalid = True
     with (
         env.client(api_key="sk-wrong-key-000") as client,
         pytest.raises(anthropic.AuthenticationError) as info,
@@ -558,11 +600,13 @@ def test_keys_as_x_api_key_or_bearer_and_the_version_header(env: Env) -> None:
         assert client.messages.create(model="gpt", max_tokens=16, messages=ASK).content
     resp = httpx.post(
         env.server.base_url + "/messages",
-        json={"model": "gpt", "max_tokens": 16, "messages": ASK},
+        json={"model": "claude-only", "max_tokens": 16, "messages": ASK},
         headers={"x-api-key": SERVER_KEY, "anthropic-version": "latest"},
     )
+    # The client's version goes to the deployment that speaks the API, which judges it.
     assert resp.status_code == 400 and "anthropic-version" in resp.json()["error"]["message"]
     assert resp.json()["type"] == "error"
+    assert env.an.last.headers["anthropic-version"] == "latest"
     assert httpx.get(env.server.base_url + "/messages").status_code == 405
     assert SERVER_KEY not in env.server.log()
 
@@ -601,9 +645,13 @@ def test_count_tokens_is_passed_to_an_anthropic_upstream(env: Env) -> None:
 
 
 def test_count_tokens_without_an_anthropic_deployment_is_not_found(env: Env) -> None:
-    with env.client() as client:
-        with pytest.raises(anthropic.NotFoundError, match="openai"):
-            client.messages.count_tokens(model="gpt", messages=ASK)
-        with pytest.raises(anthropic.BadRequestError, match="max_tokens"):
-            client.messages.count_tokens(model="claude", messages=ASK, extra_body={"max_tokens": 5})
+    with env.client() as client, pytest.raises(anthropic.NotFoundError, match="openai"):
+        client.messages.count_tokens(model="gpt", messages=ASK)
     assert env.untouched()
+
+
+def test_count_tokens_relays_the_upstreams_refusal(env: Env) -> None:
+    env.client_sent_invalid = True
+    with env.client() as client, pytest.raises(anthropic.BadRequestError, match="max_tokens"):
+        client.messages.count_tokens(model="claude", messages=ASK, extra_body={"max_tokens": 5})
+    assert env.an.count("count_tokens") == 1

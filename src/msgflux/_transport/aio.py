@@ -175,10 +175,12 @@ class AsyncEventStream:
     __slots__ = (
         "_at",
         "_closed",
+        "_decoder",
         "_end",
         "_ep",
         "_handle",
         "_idle",
+        "_inflater",
         "_loop",
         "_resp",
         "_scheduled",
@@ -205,6 +207,9 @@ class AsyncEventStream:
         self._closed = False
         self.fired = False
         self.headers: Mapping[str, str] = resp.headers
+        limits = ep.limits
+        self._inflater = Inflater(resp.headers.get("Content-Encoding"), limits.max_response_bytes)
+        self._decoder = SSEDecoder(limits.max_event_bytes)
         self._scheduled = self._at
         self._handle: asyncio.TimerHandle | None = loop.call_at(self._at, self._check)
 
@@ -242,30 +247,37 @@ class AsyncEventStream:
         return self._events()
 
     async def _events(self) -> AsyncIterator[Event]:
-        ep, resp = self._ep, self._resp
-        limits = ep.limits
-        content = resp.content
         try:
-            inflater = Inflater(resp.headers.get("Content-Encoding"), limits.max_response_bytes)
-            decoder = SSEDecoder(limits.max_event_bytes)
-            while not self._closed:
-                raw = await content.readany()
-                if not raw:
-                    if self.fired:
-                        raise ep.timed_out(self._why)
-                    for event in decoder.feed(inflater.flush()) + decoder.end():
-                        yield event
-                    self._finished(clean=True)
-                    return
-                for piece in inflater.feed(raw):
-                    for event in decoder.feed(piece):
-                        yield event
+            while (batch := await self.read()) is not None:
+                for event in batch:
+                    yield event
         except GeneratorExit:
             self.close()
             raise
+
+    async def read(self) -> list[Event] | None:
+        """The events completed by the upstream's next read (often one, possibly none), or
+        None once the stream is over: one await per read, whatever the number of events."""
+        if self._closed:
+            return None
+        try:
+            raw = await self._resp.content.readany()
+            if not raw:
+                if self.fired:
+                    raise self._ep.timed_out(self._why)
+                decoder = self._decoder
+                events = decoder.feed(self._inflater.flush()) + decoder.end()
+                self._finished(clean=True)
+                return events or None
+            decoder = self._decoder
+            pieces = self._inflater.feed(raw)
+            events = decoder.feed(next(pieces, b""))
+            for piece in pieces:
+                events += decoder.feed(piece)
+            return events
         except Exception as exc:
             self.close()
-            raise ep.failure(exc, self.fired, self._why) from exc
+            raise self._ep.failure(exc, self.fired, self._why) from exc
 
     async def afinish(self) -> None:
         """The stream ended logically: drain the HTTP body briefly for reuse, else close."""
@@ -325,9 +337,9 @@ async def apost_stream(ep: Endpoint, body: bytes, timeouts: StreamTimeouts) -> A
         if not ctype.lower().startswith("text/event-stream"):
             sample = await _within(_read_all(resp, 500, truncate=True), max(left, 0))
             ep.check_event_stream(resp.headers, sample)
+        return AsyncEventStream(ep, resp, timeouts, started, loop)
     except Exception as exc:
         if resp is not None:
             resp.close()
         cut = isinstance(exc, TimeoutError)
         raise ep.failure(exc, cut, why) from exc
-    return AsyncEventStream(ep, resp, timeouts, started, loop)

@@ -330,9 +330,11 @@ class EventStream:
 
     __slots__ = (
         "_closed",
+        "_decoder",
         "_end",
         "_ep",
         "_idle",
+        "_inflater",
         "_resp",
         "_started",
         "_watch",
@@ -357,6 +359,9 @@ class EventStream:
         self._why = f"no content within first_chunk_timeout={timeouts.first_chunk:g}s"
         self._closed = False
         self.headers: Mapping[str, str] = resp.headers
+        limits = ep.limits
+        self._inflater = Inflater(resp.headers.get("content-encoding"), limits.max_response_bytes)
+        self._decoder = SSEDecoder(limits.max_event_bytes)
 
     def content(self) -> None:
         now = monotonic()
@@ -371,28 +376,36 @@ class EventStream:
         _watchdog.moved(watch)
 
     def __iter__(self) -> Iterator[Event]:
-        ep, resp, watch = self._ep, self._resp, self._watch
-        limits = ep.limits
         try:
-            inflater = Inflater(resp.headers.get("content-encoding"), limits.max_response_bytes)
-            decoder = SSEDecoder(limits.max_event_bytes)
-            while not self._closed:
-                raw = resp.read1(SLICE)
-                if not raw:
-                    if watch.fired:  # the watchdog shut the socket: not a real end
-                        raise ep.timed_out(self._why)
-                    yield from decoder.feed(inflater.flush())
-                    yield from decoder.end()
-                    self._finished(clean=True)
-                    return
-                for piece in inflater.feed(raw):
-                    yield from decoder.feed(piece)
+            while (batch := self.read()) is not None:
+                yield from batch
         except GeneratorExit:
             self.close()
             raise
+
+    def read(self) -> list[Event] | None:
+        """The events completed by the upstream's next read (often one, possibly none), or
+        None once the stream is over."""
+        if self._closed:
+            return None
+        watch = self._watch
+        try:
+            raw = self._resp.read1(SLICE)
+            if not raw:
+                if watch.fired:  # the watchdog shut the socket: not a real end
+                    raise self._ep.timed_out(self._why)
+                decoder = self._decoder
+                events = decoder.feed(self._inflater.flush()) + decoder.end()
+                self._finished(clean=True)
+                return events or None
+            decoder = self._decoder
+            events = []
+            for piece in self._inflater.feed(raw):
+                events += decoder.feed(piece)
+            return events
         except Exception as exc:
             self.close()
-            raise ep.failure(exc, watch.fired, self._why) from exc
+            raise self._ep.failure(exc, watch.fired, self._why) from exc
 
     def finish(self) -> None:
         """The stream ended logically (e.g. OpenAI's ``[DONE]``): read the rest of the HTTP body
@@ -442,8 +455,8 @@ def post_stream(ep: Endpoint, body: bytes, timeouts: StreamTimeouts) -> EventStr
         if not (resp.headers.get("content-type") or "").lower().startswith("text/event-stream"):
             sample = _read_all(resp, 500, truncate=True)
             ep.check_event_stream(resp.headers, sample)
+        return EventStream(ep, resp, watch, timeouts, started)
     except Exception as exc:
         _watchdog.remove(watch)
         _close(resp, False)
         raise ep.failure(exc, watch.fired, why) from exc
-    return EventStream(ep, resp, watch, timeouts, started)

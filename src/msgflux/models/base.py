@@ -78,17 +78,51 @@ class BaseModel:
         """Async form of :meth:`_call_once`."""
         return await self.acall(*args, **kwargs)
 
-    def _send(self, request: Request) -> Any:
-        """One attempt of a canonical :class:`~msgflux.models.request.Request`.
+    # -- the model contract (what a gateway calls) ----------------------------------------------
+    def send(self, request: Request) -> Any:
+        """Exactly one attempt of a :class:`~msgflux.models.request.Request`, no retries.
 
-        Built-in providers override it. For a model that takes msgflux arguments only, the
-        request is turned into them (``messages``, ``stream``, ``tool_schemas``, the other
-        fields as keywords) and :meth:`_call_once` is called.
+        Built-in providers override it (and :meth:`asend`). For a model that takes msgflux
+        arguments only, the request is turned into them (``messages``, ``stream``,
+        ``tool_schemas``, the other fields as keywords) and :meth:`_call_once` is called.
         """
         return self._call_once(**self._kwargs_for(request))
 
-    async def _asend(self, request: Request) -> Any:
+    async def asend(self, request: Request) -> Any:
+        """Async form of :meth:`send`."""
         return await self._acall_once(**self._kwargs_for(request))
+
+    def speaks(self, family: str) -> bool:
+        """Whether the upstream takes requests of API ``family`` as they are (a native lane:
+        see :mod:`msgflux.models.native`); False for models that take the canonical request."""
+        return False
+
+    async def acount_tokens(self, request: Request) -> Any:
+        """The upstream's own count of ``request``'s input tokens, in its family's answer
+        shape (``{"input_tokens": N}`` for the Messages API). Models whose upstream has no
+        counting endpoint raise :class:`~msgflux.exceptions.UnsupportedFeatureError`."""
+        from msgflux.exceptions import UnsupportedFeatureError
+
+        raise UnsupportedFeatureError(
+            f"{self.provider}/{self.model_id} has no token counting endpoint"
+        )
+
+    # msgflux's names for send/asend, kept working both ways: a subclass that overrides the
+    # underscored name (older code) is what the public one calls.
+    def _send(self, request: Request) -> Any:
+        return self.send(request)
+
+    async def _asend(self, request: Request) -> Any:
+        return await self.asend(request)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "_send" in cls.__dict__ and "send" not in cls.__dict__:
+            cls.send = cls.__dict__["_send"]  # type: ignore[method-assign]
+            del cls._send  # the inherited alias calls send
+        if "_asend" in cls.__dict__ and "asend" not in cls.__dict__:
+            cls.asend = cls.__dict__["_asend"]  # type: ignore[method-assign]
+            del cls._asend
 
     def _kwargs_for(self, request: Request) -> dict[str, Any]:
         kwargs = request.msgflux_kwargs()

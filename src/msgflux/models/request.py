@@ -22,11 +22,15 @@ import dataclasses
 import os
 import re
 from collections.abc import Callable, Mapping
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import msgspec
 
 from msgflux.models._checks import check_str, check_timeout, type_name
+
+if TYPE_CHECKING:
+    from msgflux.formats.policy import Translation
+    from msgflux.models.native import Native
 
 __all__ = [
     "CHAT",
@@ -48,7 +52,6 @@ __all__ = [
     "schema_of",
     "speech_request",
     "transcription_request",
-    "without_vendor_fields",
 ]
 
 CHAT = "chat"
@@ -109,6 +112,10 @@ class Request:
     """Cap on the answer (a stream: all of it), decompressed; None: the model's own."""
     max_event_bytes: int | None = None
     """Cap on one SSE event; None: the model's own."""
+    native: Native | None = None
+    """The request as its client sent it, in its API family (a native lane sends that)."""
+    translation: Translation | None = None
+    """This attempt's translation policy and what it dropped (a gateway's, per attempt)."""
 
     def replace(self, **changes: Any) -> Request:
         return dataclasses.replace(self, **changes)
@@ -139,6 +146,8 @@ class Request:
             deadline,
             max_response_bytes,
             max_event_bytes,
+            self.native,
+            self.translation,
         )
         return new
 
@@ -774,54 +783,3 @@ def from_openai(kind: str, body: Any, *, file: tuple[str, bytes] | None = None) 
             raise ValueError("file is required: the audio to transcribe")
         return Request(kind, fields, file=file)
     raise ValueError(f"unknown request kind {kind!r}; known: {', '.join(BUILDERS)}")
-
-
-# -- the canonical form's vendor fields, for APIs that refuse what they do not define ---------
-VENDOR_MESSAGE_FIELDS = frozenset(
-    {"thinking_blocks", "reasoning_content", "cache_control", "is_error"}
-)
-"""Message fields the canonical form carries for other vendors: Anthropic's thinking blocks and
-prompt-cache marks, tool results flagged as errors, the reasoning text of an earlier answer."""
-
-
-def _without(item: Any, keys: frozenset[str] | tuple[str, ...]) -> Any:
-    if type(item) is dict and any(k in item for k in keys):
-        return {k: v for k, v in item.items() if k not in keys}
-    return item
-
-
-def _cleaned(items: Any, keys: tuple[str, ...]) -> Any:
-    """``items`` (a list) with ``keys`` removed from its dicts; the same list when none has one."""
-    if type(items) is not list:
-        return items
-    out = [_without(item, keys) for item in items]
-    return items if all(a is b for a, b in zip(out, items, strict=True)) else out
-
-
-def without_vendor_fields(body: dict[str, Any]) -> dict[str, Any]:
-    """``body`` without the fields other vendors put in the canonical form (see
-    :data:`VENDOR_MESSAGE_FIELDS`; ``cache_control`` on content parts and tools, Gemini's
-    ``extra_content`` on tool calls). For APIs that refuse fields they do not define (OpenAI,
-    Azure): a conversation begun with Claude or Gemini can then go on with them. The body is
-    returned as it is when it holds none (the common case costs one scan of the messages)."""
-    messages = body.get("messages")
-    changed = False
-    if type(messages) is list:
-        out = []
-        for message in messages:
-            clean = _without(message, VENDOR_MESSAGE_FIELDS)
-            if type(clean) is dict:
-                content = _cleaned(clean.get("content"), ("cache_control",))
-                calls = _cleaned(clean.get("tool_calls"), ("extra_content",))
-                if content is not clean.get("content") or calls is not clean.get("tool_calls"):
-                    clean = {**clean, "content": content}
-                    if calls is not None:
-                        clean["tool_calls"] = calls
-            changed = changed or clean is not message
-            out.append(clean)
-        if changed:
-            body = {**body, "messages": out}
-    tools = _cleaned(body.get("tools"), ("cache_control",))
-    if tools is not body.get("tools"):
-        body = {**body, "tools": tools}
-    return body

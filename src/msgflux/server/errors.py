@@ -23,8 +23,6 @@ import math
 import re
 from collections.abc import Sequence
 
-import orjson
-
 from msgflux._secrets import scrub
 from msgflux.exceptions import (
     APITimeoutError,
@@ -33,16 +31,15 @@ from msgflux.exceptions import (
     ModelRouterError,
     ProviderError,
     RateLimitError,
-    StreamInterruptedError,
+    is_overloaded,
 )
+from msgflux.formats.openai_chat import error_body
 
 __all__ = [
     "HTTPError",
     "error_body",
     "from_gateway",
     "from_validation",
-    "is_overloaded",
-    "stream_error_event",
 ]
 
 Headers = list[tuple[bytes, bytes]]
@@ -87,10 +84,6 @@ class HTTPError(Exception):
         return error_body(self.message, self.type, self.param, self.code)
 
 
-def error_body(message: str, type: str, param: str | None, code: str | None) -> bytes:
-    return orjson.dumps({"error": {"message": message, "type": type, "param": param, "code": code}})
-
-
 _PARAM = re.compile(
     r"^([A-Za-z_][A-Za-z0-9_]*(?:\[\d+\]|\['[A-Za-z_][A-Za-z0-9_]*'\])*)(?=[\s:]|$)"
 )
@@ -110,17 +103,6 @@ def from_validation(exc: BaseException) -> HTTPError:
 def _retry_after(seconds: float | None) -> Headers:
     value = 1 if seconds is None else max(1, math.ceil(seconds))
     return [(b"retry-after", str(value).encode())]
-
-
-OVERLOADED_STATUSES = (503, 529)
-"""An upstream's "busy, try later": OpenAI's 503, Anthropic's 529 ``overloaded_error``."""
-
-
-def is_overloaded(exc: BaseException) -> bool:
-    """An upstream said it is overloaded (a stream it broke that way too)."""
-    if isinstance(exc, StreamInterruptedError) and exc.cause is not None:
-        exc = exc.cause
-    return isinstance(exc, ProviderError) and exc.status_code in OVERLOADED_STATUSES
 
 
 def _called(attempts: Sequence[Attempt]) -> list[Attempt]:
@@ -162,7 +144,7 @@ def _router(exc: ModelRouterError) -> HTTPError:
     if all(isinstance(e, BadRequestError) for e in errors):
         last = errors[-1]
         assert isinstance(last, BadRequestError)
-        return _provider(last, text)
+        return _provider(last, _upstream_message(last) or text)
     if all(is_overloaded(e) for e in errors):
         return HTTPError(502, text, code="upstream_overloaded")
     return HTTPError(502, text, code="upstream_error")
@@ -178,6 +160,15 @@ def _provider(exc: ProviderError, text: str | None = None) -> HTTPError:
     return HTTPError(502, message, code=code or "upstream_error")
 
 
+def _upstream_message(exc: ProviderError) -> str | None:
+    """The upstream's own words for a rejected request (``error.message`` of its body): what
+    the client would have read calling it directly."""
+    body = exc.body
+    error = body.get("error") if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return message if isinstance(message, str) and message else None
+
+
 def _upstream_code(exc: ProviderError) -> str | None:
     body = exc.body
     if isinstance(body, dict):
@@ -191,10 +182,3 @@ def _upstream_code(exc: ProviderError) -> str | None:
     if isinstance(exc, ContentPolicyError):
         return "content_filter"
     return None
-
-
-def stream_error_event(exc: BaseException) -> bytes:
-    """The SSE event that ends a stream broken after its first chunk."""
-    message = scrub(f"{type(exc).__name__}: {exc}")
-    body = error_body(message, "api_error", None, "stream_interrupted")
-    return b"data: " + body + b"\n\n"

@@ -131,7 +131,7 @@ class Operations:
         self._spawn(previous.aclose())  # its tickets in flight still settle on it first
         app = self.app
         if app is not None:
-            from msgflux.server.app import StateProbe
+            from msgflux.server.health import StateProbe
 
             probe, app.state_probe = app.state_probe, StateProbe(state) if state else None
             if probe is not None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from msgflux.formats.policy import check_overrides
 from msgflux.models.gateway.breaker import Breaker
 from msgflux.models.gateway.hedge import Hedge
 from msgflux.retry import RetryPolicy, RetryState, retry_if_transient, stop_never
@@ -132,6 +133,7 @@ class GatewayConfig:
     stats_window: float = 300.0
     fallback: bool = True
     name: str | None = None
+    translation: Mapping[str, str] | None = None
 
     # derived, filled in by __post_init__
     retry_policy: RetryPolicy = dataclasses.field(init=False, repr=False, compare=False)
@@ -192,6 +194,7 @@ class GatewayConfig:
         set_(self, "raise_match", as_predicate(self.raise_on, "raise_on"))
         set_(self, "default_breaker", Breaker.coerce(self.breaker, "breaker"))
         set_(self, "hedge_policy", Hedge.coerce(self.hedge))
+        set_(self, "translation", check_overrides(self.translation))
 
     @classmethod
     def options(cls) -> tuple[str, ...]:

@@ -20,10 +20,9 @@ from msgflux._time import Clock
 from msgflux.models.gateway.deployment import Deployment
 from msgflux.models.gateway.engine import RAISE, RETURN, CallState, Step
 from msgflux.models.gateway.hooks import Hooks, logger
-from msgflux.models.gateway.invoke import Invoker
+from msgflux.models.gateway.invoke import STREAMS, Invoker
 from msgflux.models.gateway.outcome import blames_request
 from msgflux.models.gateway.state import FIRST, IGNORED, Admission, Settlement, StateStore
-from msgflux.models.response import ModelStreamResponse
 
 __all__ = ["Driver"]
 
@@ -113,7 +112,7 @@ class Driver:
         dep = step.deployment
         assert dep is not None
         now = self.clock.perf()
-        stream = isinstance(result, ModelStreamResponse)
+        stream = isinstance(result, STREAMS)
         if stream:
             dep.stats.first_chunk(now - began, now)
         else:
@@ -162,6 +161,16 @@ class Driver:
             await self.store.asettle(s)
         except Exception:
             logger.exception("state store failed to settle a call to %r", s.policy.name)
+
+    def settle_soon(self, s: Settlement | None) -> None:
+        """Settle from synchronous code running on the event loop (a stream's end): at once
+        with a store that never suspends, else as a task kept until it is done."""
+        if s is None:
+            return
+        if not self._shield:
+            self.settle(s)
+            return
+        self._keep(asyncio.ensure_future(self._asettle(s)))
 
     def _keep(self, task: asyncio.Task[Any]) -> None:
         self._background.add(task)

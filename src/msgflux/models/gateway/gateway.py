@@ -15,12 +15,14 @@ import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from msgflux._time import Clock, as_clock
 from msgflux.exceptions import ModelRouterError
+from msgflux.formats import CHAT as CHAT_API
+from msgflux.formats import family
 from msgflux.models.base import BaseModel
 from msgflux.models.gateway import report
 from msgflux.models.gateway.breaker import Breaker
@@ -31,7 +33,7 @@ from msgflux.models.gateway.drivers import Driver
 from msgflux.models.gateway.engine import CallConfig, CallState
 from msgflux.models.gateway.hedge import Hedge
 from msgflux.models.gateway.hooks import Hook, Hooks, as_hooks
-from msgflux.models.gateway.invoke import Invoker, MsgfluxCall, RawCall
+from msgflux.models.gateway.invoke import STREAMS, Invoker, MsgfluxCall, RawCall
 from msgflux.models.gateway.loop_thread import LoopThread
 from msgflux.models.gateway.raw import RawAnswer, RawStream
 from msgflux.models.gateway.record import CallRecord, Completion, Recorder, StreamEnd
@@ -39,9 +41,10 @@ from msgflux.models.gateway.schedule import in_blackout, parse_timezone, window_
 from msgflux.models.gateway.serialization import load_models, serialize
 from msgflux.models.gateway.state import StateStore, resolve_store
 from msgflux.models.gateway.strategy import apply_ranking, resolve_strategy
-from msgflux.models.gateway.streaming import outer_stream, stamp
+from msgflux.models.gateway.streaming import native_stream, outer_stream, stamp
+from msgflux.models.native import NativeAnswer, NativeStream, native_request
 from msgflux.models.request import BUILDERS, CHAT, KINDS, Request, from_openai
-from msgflux.models.response import ModelResponse, ModelStreamResponse
+from msgflux.models.response import ModelResponse
 from msgflux.retry import RetryState
 from msgflux.tracing import Tracer
 
@@ -172,6 +175,7 @@ class ModelGateway:
         hedge: Hedge | float | str | dict[str, Any] | None = None,
         when_all_open: str = "fail",
         stats_window: float = 300.0,
+        translation: Mapping[str, str] | None = None,
     ) -> None:
         cfg = GatewayConfig(
             fallback=fallback,
@@ -199,6 +203,7 @@ class ModelGateway:
             when_all_open=when_all_open,
             stats_window=stats_window,
             name=name,
+            translation=translation,
         )
         self._config = cfg
         self._clock = _DEFAULT_CLOCK if clock is None else as_clock(clock)
@@ -444,7 +449,7 @@ class ModelGateway:
     def _finish(self, call: CallState, invoker: Invoker, result: Any, is_async: bool) -> Any:
         """The msgflux path's answer: stamped, success hooks run (and, when someone wants
         them, the call's record made: see :meth:`_complete`)."""
-        if self._recorder.active or isinstance(result, ModelStreamResponse):
+        if self._recorder.active or isinstance(result, STREAMS):
             return self._complete(call, invoker, result, is_async, False)[0]
         stamp(call, result, self._by_name)
         if self._driver.hooks.on_success or logger.isEnabledFor(logging.DEBUG):
@@ -463,13 +468,16 @@ class ModelGateway:
         recorder = self._recorder
         wanted = raw or recorder.active
         record: CallRecord | StreamEnd | None = None
-        if isinstance(result, ModelStreamResponse):
+        if isinstance(result, STREAMS):
             end = None
             if wanted:
                 end = StreamEnd(
                     recorder, call, self._clock.perf() - call.started, self._content_in(invoker)
                 )
-            result = outer_stream(self._driver, call, invoker, result, is_async, end)
+            if isinstance(result, NativeStream):
+                result = native_stream(self._driver, call, result, is_async, end)
+            else:
+                result = outer_stream(self._driver, call, invoker, result, is_async, end)
             stamp(call, result, self._by_name, False)
             record = end
         else:
@@ -477,7 +485,11 @@ class ModelGateway:
         if self._driver.hooks.on_success or logger.isEnabledFor(logging.DEBUG):
             self._succeeded(call, result)
         if record is None and wanted:
-            meta = result.metadata.get("gateway") if isinstance(result, ModelResponse) else None
+            meta = (
+                result.metadata.get("gateway")
+                if isinstance(result, (ModelResponse, NativeAnswer))
+                else None
+            )
             record = recorder.build(call, False, *recorder.now(), gateway=meta)
             if recorder.active:
                 content_in = self._content_in(invoker)
@@ -533,41 +545,87 @@ class ModelGateway:
             raise
         return self._finish(call, invoker, result, True)
 
-    # -- the raw path (a canonical request in, the canonical answer out) ---------------------
+    # -- the raw path (a request in its API family in, the answer in that family out) -------
     def _raw(
-        self, request: Request | dict[str, Any], model_preference: str | None
+        self,
+        request: Request | dict[str, Any],
+        model_preference: str | None,
+        api: str,
+        headers: Mapping[str, str] | None,
     ) -> tuple[CallState, RawCall]:
         if isinstance(request, dict):
-            if self._kind is None:
-                raise ValueError(f"a {self.model_type} gateway has no canonical request form")
-            request = from_openai(self._kind, request)
+            request = self.request(request, api=api, headers=headers)
         elif not isinstance(request, Request):
             raise TypeError(
-                f"request must be a Request or an OpenAI request dict, got {type(request).__name__}"
+                f"request must be a Request or a request body dict, got {type(request).__name__}"
             )
         if request.kind != self._kind:
             raise ValueError(f"a {request.kind} request cannot go to a {self.model_type} gateway")
         call = self._plan_call(model_preference, request.stream)
-        clock = self._clock
-        return call, RawCall(request, clock, call)
+        return call, RawCall(request, self._clock, call, self._config.translation)
+
+    def request(
+        self,
+        body: dict[str, Any],
+        *,
+        api: str = CHAT_API,
+        headers: Mapping[str, str] | None = None,
+    ) -> Request:
+        """The request :meth:`complete` makes of ``body``, a request body in API family
+        ``api`` (``"chat"``: an OpenAI body; ``"messages"``: Anthropic's) with its client's
+        ``headers`` (those of the family's own, like ``anthropic-beta``, go upstream on a
+        native lane). Validated now: a chat body as :func:`~msgflux.models.request.from_openai`
+        does (a ``TypeError``/``ValueError`` naming the field); another family's body when a
+        deployment needs it translated (a deployment it cannot be translated for is skipped).
+        """
+        if not isinstance(body, dict):
+            raise TypeError(f"body must be a dict, got {type(body).__name__}")
+        if self._kind is None:
+            raise ValueError(f"a {self.model_type} gateway has no canonical request form")
+        fam = family(api)
+        if self._kind != CHAT:
+            if api != CHAT_API:
+                raise ValueError(f"a {self.model_type} gateway takes OpenAI bodies, not {api!r}")
+            return from_openai(self._kind, body)
+        native = native_request(fam, body, headers)
+        if api == CHAT_API:
+            req = from_openai(CHAT, body)
+        else:
+            model = body.get("model")
+            if not isinstance(model, str) or not model:
+                raise ValueError("model is required: a str")
+            req = Request(CHAT, {}, native.stream)
+        req.native = native
+        return req
 
     def _raw_result(self, call: CallState, invoker: RawCall, result: Any, is_async: bool) -> Any:
         result, record = self._complete(call, invoker, result, is_async, True)
         gateway = result.metadata["gateway"]
-        if isinstance(result, ModelStreamResponse):
-            return RawStream(result, invoker.req, gateway, call.attempts, record)
-        return RawAnswer(result, invoker.req, gateway, call.attempts, record)
+        native = invoker.req.native
+        fam = family(native.family) if native is not None else None
+        if isinstance(result, STREAMS):
+            return RawStream(result, invoker.req, gateway, call.attempts, record, fam)
+        return RawAnswer(result, invoker.req, gateway, call.attempts, record, fam)
 
     def complete(
-        self, request: Request | dict[str, Any], *, model_preference: str | None = None
+        self,
+        request: Request | dict[str, Any],
+        *,
+        model_preference: str | None = None,
+        api: str = CHAT_API,
+        headers: Mapping[str, str] | None = None,
     ) -> RawAnswer | RawStream:
-        """The raw path: a canonical request (a :class:`~msgflux.models.request.Request`, or an
-        OpenAI request body) in; the canonical answer, who gave it and the attempts out.
+        """The raw path: a request in, the answer in the request's API family out, who gave
+        it and the attempts.
 
-        Every resilience feature applies exactly as for ``gateway(...)``. A streamed request
-        gives a :class:`~msgflux.models.gateway.raw.RawStream` of OpenAI chunk dicts.
+        ``request`` is a :class:`~msgflux.models.request.Request` or a request body: an
+        OpenAI chat body, or with ``api="messages"`` an Anthropic Messages body (``headers``:
+        its client's headers, see :meth:`request`). A deployment that speaks the request's
+        family gets it as it is (a native lane); any other gets it translated. Every
+        resilience feature applies exactly as for ``gateway(...)``. A streamed request gives
+        a :class:`~msgflux.models.gateway.raw.RawStream`.
         """
-        call, invoker = self._raw(request, model_preference)
+        call, invoker = self._raw(request, model_preference, api, headers)
         try:
             result = self._driver.run(call, invoker, call.begin(call.started))
         except BaseException as exc:
@@ -576,10 +634,15 @@ class ModelGateway:
         return self._raw_result(call, invoker, result, False)  # type: ignore[no-any-return]
 
     async def acomplete(
-        self, request: Request | dict[str, Any], *, model_preference: str | None = None
+        self,
+        request: Request | dict[str, Any],
+        *,
+        model_preference: str | None = None,
+        api: str = CHAT_API,
+        headers: Mapping[str, str] | None = None,
     ) -> RawAnswer | RawStream:
         """Async form of :meth:`complete` (a stream is read with ``async for``)."""
-        call, invoker = self._raw(request, model_preference)
+        call, invoker = self._raw(request, model_preference, api, headers)
         try:
             result = await self._driver.arun(call, invoker, call.begin(call.started))
         except BaseException as exc:

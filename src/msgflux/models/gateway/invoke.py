@@ -9,8 +9,11 @@ a broken stream on the next deployment.
 * :class:`MsgfluxCall` passes the caller's own keyword arguments to a user-written model
   (exactly what msgflux does) and the canonical request, built once and validated before any
   attempt, to a built-in provider.
-* :class:`RawCall` passes the canonical request to every model (a user-written one gets it
-  as msgflux arguments, see :meth:`BaseModel._send`).
+* :class:`RawCall` passes a request to every model: as its client sent it to a deployment that
+  speaks its API family (a native lane), else in the canonical form, translated once per call
+  (a user-written model gets it as msgflux arguments, see :meth:`BaseModel.send`). Each
+  translated attempt has its own :class:`~msgflux.formats.policy.Translation`, whose drops
+  the answer reports (``metadata["dropped"]``).
 """
 
 from __future__ import annotations
@@ -18,28 +21,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from msgflux._time import Clock
-from msgflux.exceptions import APITimeoutError
+from msgflux.exceptions import APITimeoutError, UnsupportedFeatureError
+from msgflux.formats import CHAT, family
+from msgflux.formats.policy import Translation
 from msgflux.models.gateway.deployment import Deployment
 from msgflux.models.gateway.engine import CallState, Step
-from msgflux.models.request import Request
+from msgflux.models.native import NativeStream
+from msgflux.models.request import CHAT as CHAT_KIND
+from msgflux.models.request import Request, from_openai
 from msgflux.models.response import ModelStreamResponse
 
 __all__ = ["Invoker", "MsgfluxCall", "RawCall", "aprime", "prime"]
 
 
+STREAMS = (ModelStreamResponse, NativeStream)
+"""What a streamed attempt returns: a view's stream, or a native lane's relay."""
+
+
 def prime(result: Any) -> Any:
     """Wait for a stream's first content, so errors before it count as this attempt's."""
-    if isinstance(result, ModelStreamResponse):
+    if isinstance(result, STREAMS):
         result.first_chunk()
     return result
 
 
 async def aprime(result: Any) -> Any:
-    if isinstance(result, ModelStreamResponse):
+    if isinstance(result, STREAMS):
         await result.afirst_chunk()
     return result
 
@@ -117,13 +128,13 @@ class Invoker:
     def _send(self, dep: Deployment, req: Request, step: Step) -> Any:
         model = dep.model
         if dep.canonical or step.timeout is None or model.supports_timeout:
-            return prime(model._send(req))
-        return _abandonable(lambda: prime(model._send(req)), step.timeout, self.clock, dep)
+            return prime(model.send(req))
+        return _abandonable(lambda: prime(model.send(req)), step.timeout, self.clock, dep)
 
     async def _asend(self, dep: Deployment, req: Request, step: Step) -> Any:
         model = dep.model
         if dep.canonical or step.timeout is None or model.supports_timeout:
-            return await aprime(await model._asend(req))
+            return await aprime(await model.asend(req))
         return await _within(self.clock, _aprimed_send(model, req), step.timeout, dep)
 
     def call(self, step: Step) -> Any:
@@ -164,7 +175,7 @@ async def _within(clock: Clock, coro: Any, timeout: float, dep: Deployment) -> A
 
 
 async def _aprimed_send(model: Any, req: Request) -> Any:
-    return await aprime(await model._asend(req))
+    return await aprime(await model.asend(req))
 
 
 async def _aprimed_call(model: Any, kwargs: dict[str, Any]) -> Any:
@@ -239,25 +250,92 @@ class MsgfluxCall(Invoker):
 
 
 class RawCall(Invoker):
-    """``gateway.complete(request)``: every model gets the canonical request."""
+    """``gateway.complete(request)``: the native lane where a deployment speaks the request's
+    family, the canonical request (translated once) everywhere else."""
 
-    def __init__(self, request: Request, clock: Clock, call: CallState) -> None:
+    def __init__(
+        self,
+        request: Request,
+        clock: Clock,
+        call: CallState,
+        policy: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(clock, call)
         self.req = request
         self.stream = request.stream
+        self.policy = policy
+        native = request.native
+        self._native = native.family if native is not None else None
+        self._canonical: Request | None = None
+        self._call_ctx: Translation | None = None
+        self._error: UnsupportedFeatureError | None = None
+        if native is None or native.family == CHAT:
+            self._canonical = request
+
+    def canonical(self) -> Request:
+        """The canonical request (a family's translated once; its error kept for every
+        deployment it concerns: each is then skipped, none is blamed)."""
+        req = self._canonical
+        if req is not None:
+            return req
+        if self._error is not None:
+            raise self._error
+        native = self.req.native
+        assert native is not None
+        ctx = self._call_ctx = Translation(self.policy)
+        try:
+            body = family(native.family).to_canonical(native.body, ctx, native.headers)
+            req = from_openai(CHAT_KIND, body)
+        except UnsupportedFeatureError as exc:
+            self._error = exc
+            raise
+        except (TypeError, ValueError) as exc:
+            self._error = UnsupportedFeatureError(
+                f"take this {native.family} request: no other form of it could be made ({exc})"
+            )
+            raise self._error from None
+        req.native = native
+        self._canonical = req
+        return req
+
+    def _lane(self, dep: Deployment, step: Step) -> Request:
+        """The attempt's request: the client's own on a native lane, else the canonical one
+        with a translation policy of its own."""
+        family_name = self._native
+        if family_name is not None and dep.model.speaks(family_name):
+            return self._request(self.req, dep, step)
+        req = self._request(self.canonical(), dep, step)
+        if req.kind == CHAT_KIND:
+            if req is self._canonical:
+                req = req.replace()
+            req.translation = Translation(self.policy)
+        return req
+
+    def _dropped(self, result: Any, req: Request) -> Any:
+        ctx = req.translation
+        if ctx is None:
+            return result
+        call = self._call_ctx
+        dropped = ctx.dropped if call is None else call.merged(ctx)
+        meta = getattr(result, "metadata", None)
+        if dropped and isinstance(meta, dict):
+            meta["dropped"] = dropped
+        return result
 
     def call(self, step: Step) -> Any:
         dep = step.deployment
         assert dep is not None
-        return self._send(dep, self._request(self.req, dep, step), step)
+        req = self._lane(dep, step)
+        return self._dropped(self._send(dep, req, step), req)
 
     async def acall(self, step: Step) -> Any:
         dep = step.deployment
         assert dep is not None
-        return await self._asend(dep, self._request(self.req, dep, step), step)
+        req = self._lane(dep, step)
+        return self._dropped(await self._asend(dep, req, step), req)
 
     def continued(self, partial: str) -> RawCall:
-        req = self.req
+        req = self.canonical()
         messages = list(req.body["messages"])
         prefill = (req.prefill or "") + partial
         if req.prefill is not None and messages and messages[-1].get("role") == "assistant":
@@ -265,13 +343,17 @@ class RawCall(Invoker):
         else:
             messages.append({"role": "assistant", "content": prefill})
         body = {**req.body, "messages": messages}
-        return RawCall(req.replace(body=body, prefill=prefill), self.clock, self.state)
+        continued = req.replace(body=body, prefill=prefill, native=None)
+        return RawCall(continued, self.clock, self.state, self.policy)
 
     @property
     def prefill(self) -> str:
         return self.req.prefill or ""
 
     def content(self) -> Any:
+        native = self.req.native
+        if native is not None and native.family != CHAT:
+            return native.body.get("messages", native.body.get("input"))
         return _input_of(self.req)
 
 

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
+from msgflux.models.native import NativeStream
 from msgflux.models.response import ModelStreamResponse, Pair
 
 __all__ = ["LoopThread"]
@@ -51,6 +52,9 @@ class LoopThread:
 
     def bridge(self, result: Any) -> Any:
         """A stream produced on the loop, readable with a plain ``for`` from the caller."""
+        if isinstance(result, NativeStream) and result.is_async:
+            result.bridge(self.run)
+            return result
         if not isinstance(result, ModelStreamResponse) or not result.is_async:
             return result
         pairs = result.apairs()

@@ -14,9 +14,8 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from msgflux.models.gateway.engine import CANCEL, RAISE, CallState, Step
-from msgflux.models.gateway.invoke import Invoker
+from msgflux.models.gateway.invoke import STREAMS, Invoker
 from msgflux.models.gateway.state import FIRST
-from msgflux.models.response import ModelStreamResponse
 
 if TYPE_CHECKING:
     from msgflux.models.gateway.drivers import Driver
@@ -146,7 +145,7 @@ async def _cancel(
 
 async def _close(result: Any) -> None:
     """Release what a discarded answer holds (a stream's connection)."""
-    if isinstance(result, ModelStreamResponse):
+    if isinstance(result, STREAMS):
         try:
             await result.aclose()
         except Exception:

@@ -27,6 +27,7 @@ from msgflux.models.gateway.drivers import Driver
 from msgflux.models.gateway.engine import RAISE, CallState
 from msgflux.models.gateway.invoke import Invoker
 from msgflux.models.gateway.record import StreamEnd
+from msgflux.models.native import NativeAnswer, NativeStream
 from msgflux.models.response import Metadata, ModelResponse, ModelStreamResponse, Pair
 from msgflux.pricing import usage_tokens
 
@@ -39,7 +40,7 @@ def stamp(
     """Attach ``metadata.gateway`` (who answered, how many attempts, who failed before, the
     tokens and the cost). ``final``: the answer is complete, so its usage is priced and
     added to the deployment's stats (a stream is stamped again when it finished)."""
-    if not isinstance(result, (ModelResponse, ModelStreamResponse)):
+    if not isinstance(result, (ModelResponse, ModelStreamResponse, NativeAnswer, NativeStream)):
         return
     meta = result.metadata
     if not isinstance(meta, Metadata):
@@ -273,6 +274,40 @@ def outer_stream(
     # (concurrency lease, probe slot) when it is garbage-collected.
     weakref.finalize(outer, _release_unread, driver, call, end)
     return outer
+
+
+def native_stream(
+    driver: Driver,
+    call: CallState,
+    stream: NativeStream,
+    is_async: bool,
+    end: StreamEnd | None = None,
+) -> NativeStream:
+    """A native lane's committed stream, told how it ends: stats, settlement, the usage
+    priced, the record (``end``). A break becomes :class:`StreamInterruptedError`: a native
+    stream is never continued elsewhere, the client already has the upstream's own events."""
+
+    def ended(how: BaseException | None, cancelled: bool) -> BaseException | None:
+        error = None
+        if cancelled:
+            gone: BaseException | None = GeneratorExit()
+        elif how is None:
+            stamp(call, stream, driver.by_name)
+            gone = None
+        else:
+            gone = error = call.broken("", how, f"{type(how).__name__}: {how}")
+        settle = _ended(driver, call, how, cancelled, stream)
+        if is_async:
+            driver.settle_soon(settle)
+        else:
+            driver.settle(settle)
+        if end is not None:
+            end(gone, stream.metadata.get("gateway"), [])
+        return error
+
+    stream.on_end(ended)
+    weakref.finalize(stream, _release_unread, driver, call, end)
+    return stream
 
 
 def _release_unread(driver: Driver, call: CallState, end: StreamEnd | None) -> None:

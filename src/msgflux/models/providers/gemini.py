@@ -56,12 +56,9 @@ from msgflux.exceptions import (
     PermissionDeniedError,
     RateLimitError,
 )
-from msgflux.models._checks import check_int, check_str
-from msgflux.models.providers._native import (
-    NativeChatModel,
+from msgflux.formats.common import (
     Where,
     bad,
-    check_portable,
     chunk,
     data_url,
     int_of,
@@ -74,8 +71,11 @@ from msgflux.models.providers._native import (
     unsupported,
     usage_chunk,
 )
+from msgflux.formats.openai_chat import classify_openai_error
+from msgflux.formats.policy import check_portable
+from msgflux.models._checks import check_int, check_str
 from msgflux.models.providers.http import DEFAULT_RETRIES, HTTPModel, ProviderSpec, check_keys
-from msgflux.models.providers.openai import classify_openai_error
+from msgflux.models.providers.vendor import VendorChatModel
 from msgflux.models.registry import register
 from msgflux.models.request import EMBEDDINGS, Request
 from msgflux.models.response import SKIP, ModelResponse
@@ -816,7 +816,7 @@ def _model_path(model: HTTPModel, method: str) -> str:
 
 
 @register("chat_completion", "gemini")
-class GeminiChatCompletion(NativeChatModel, ChatCompletionModel):
+class GeminiChatCompletion(VendorChatModel, ChatCompletionModel):
     """Gemini through ``generateContent``; see the module docstring for what maps to what.
 
     >>> model = Model.chat_completion("gemini/gemini-2.5-flash", reasoning_effort="low")
@@ -891,8 +891,9 @@ class GeminiChatCompletion(NativeChatModel, ChatCompletionModel):
 
     def wire(self, req: Request) -> dict[str, Any]:
         """The ``generateContent`` body for ``req`` (see the module docstring)."""
-        body = self.fields(req)
-        check_portable(body, NAME, choices=True, penalties=True)
+        body = check_portable(
+            self.fields(req), NAME, self.translation(req), choices=True, penalties=True
+        )
         system, contents = gemini_contents(body["messages"])
         out: dict[str, Any] = {"contents": contents}
         if system:

@@ -14,8 +14,15 @@ variable, which a gateway treats like any other failed deployment.
 
 Every model has two call paths. ``model(...)`` / ``await model.acall(...)`` are for standalone
 use and retry transient errors (``max_retries``, honouring ``Retry-After``); ``_call_once`` /
-``_acall_once`` (msgflux arguments) and ``_send`` / ``_asend`` (a canonical request) make
-exactly one attempt and are what a gateway calls, so retries are never doubled.
+``_acall_once`` (msgflux arguments) and :meth:`HTTPModel.send` / :meth:`HTTPModel.asend` (a
+request) make exactly one attempt and are what a gateway calls, so retries are never doubled.
+
+A request that carries its client's own form (:class:`~msgflux.models.native.Native`) in an
+API family the upstream speaks (:attr:`HTTPModel.families`) takes the *native lane*: its body
+goes to :meth:`HTTPModel._native_path` as it is, with this model's id and key, and the answer
+comes back as a :class:`~msgflux.models.native.NativeAnswer` or
+:class:`~msgflux.models.native.NativeStream`. Any other request is translated by the adapter
+(``_send_kind``).
 """
 
 from __future__ import annotations
@@ -25,13 +32,15 @@ import os
 import re
 from typing import Any, ClassVar
 
-from msgflux import _secrets
+from msgflux import _secrets, _transport
 from msgflux._time import Clock, as_clock
 from msgflux._transport import Endpoint, Limits, StreamTimeouts
 from msgflux._transport.endpoint import DEFAULT_LIMITS
 from msgflux.exceptions import APIStatusError, AuthenticationError
+from msgflux.formats import family
 from msgflux.models._checks import check_int, check_str, check_timeout, type_name
 from msgflux.models.base import BaseModel
+from msgflux.models.native import NativeAnswer, NativeStream
 from msgflux.models.request import BUILDERS, KINDS, Request
 from msgflux.retry import acall_with_retries, call_with_retries
 
@@ -112,6 +121,9 @@ class HTTPModel(BaseModel):
     """What ``sampling_params`` may hold (msgflux's name for the client settings)."""
     structured_outputs: ClassVar[tuple[str, ...]] = STRUCTURED_OUTPUTS
     """The values ``structured_output=`` accepts (each wire format has its own forms)."""
+    families: ClassVar[frozenset[str]] = frozenset()
+    """The API families the upstream takes as they are (native lanes; see the module
+    docstring); :meth:`_native_path` says where each goes."""
 
     model_id: str
     sampling_params: dict[str, Any]
@@ -128,6 +140,7 @@ class HTTPModel(BaseModel):
     _api_key: str | None
     _clock: Clock
     _endpoints: dict[str, tuple[str | None, str | None, Endpoint]]
+    _forwarded: dict[tuple[Endpoint, tuple[tuple[str, str], ...]], Endpoint]
     _limits: Limits
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -204,6 +217,7 @@ class HTTPModel(BaseModel):
         if "_clock" not in self.__dict__:
             self._clock = as_clock(None)
         self._endpoints = {}
+        self._forwarded = {}
 
     def _serialize_state(self) -> dict[str, Any]:
         state = super()._serialize_state()
@@ -312,16 +326,76 @@ class HTTPModel(BaseModel):
     def _attempt_timeout(self, req: Request) -> float | None:
         return req.timeout if req.timeout is not None else self.timeout
 
+    # -- native lanes ------------------------------------------------------------------------
+    def speaks(self, family: str) -> bool:
+        return family in self.families
+
+    def _native_path(self, family: str, stream: bool) -> tuple[str, str]:
+        """``(path, query)`` under the base URL where a request of ``family`` goes as is."""
+        raise NotImplementedError(f"{type(self).__name__} has no native lane for {family}")
+
+    def _native_endpoint(self, req: Request) -> Endpoint:
+        native = req.native
+        assert native is not None
+        ep = self._endpoint(*self._native_path(native.family, req.stream))
+        if native.headers:
+            ep = self._forwarding(ep, native.headers)
+        return self._prepared(ep, req)
+
+    def _forwarding(self, ep: Endpoint, headers: dict[str, str]) -> Endpoint:
+        """``ep`` sending the client's own family headers too (cached: a client sends the same
+        ones with every request)."""
+        key = (ep, tuple(headers.items()))
+        cache = self._forwarded
+        cached = cache.get(key)
+        if cached is None:
+            if len(cache) >= 64:
+                cache.clear()
+            cached = cache[key] = ep.with_headers(headers)
+        return cached
+
+    def _send_native(self, req: Request) -> NativeAnswer | NativeStream:
+        native = req.native
+        assert native is not None
+        ep = self._native_endpoint(req)
+        fam = family(native.family)
+        who = (self.provider, self.model_id)
+        data = native.encoded(self.model_id)
+        if req.stream:
+            events = _transport.post_stream(ep, data, self._stream_timeouts(req))
+            return NativeStream(events, fam, fam.relay(who, drop_usage=native.added_usage), who)
+        return NativeAnswer(_transport.post(ep, data, self._attempt_timeout(req)), fam, who)
+
+    async def _asend_native(self, req: Request) -> NativeAnswer | NativeStream:
+        native = req.native
+        assert native is not None
+        ep = self._native_endpoint(req)
+        fam = family(native.family)
+        who = (self.provider, self.model_id)
+        data = native.encoded(self.model_id)
+        if req.stream:
+            events = await _transport.apost_stream(ep, data, self._stream_timeouts(req))
+            return NativeStream(events, fam, fam.relay(who, drop_usage=native.added_usage), who)
+        resp = await _transport.apost(ep, data, self._attempt_timeout(req))
+        return NativeAnswer(resp, fam, who)
+
     # -- calls -------------------------------------------------------------------------------
     def request(self, *args: Any, **kwargs: Any) -> Request:
         """The canonical request for a call with these (msgflux-style) arguments."""
         return BUILDERS[KINDS[self.model_type]](*args, **kwargs)
 
-    def _send(self, req: Request) -> Any:
-        """Exactly one attempt of a canonical request (what a gateway calls)."""
+    def send(self, req: Request) -> Any:
+        """Exactly one attempt (what a gateway calls): the native lane when the request
+        carries a family the upstream speaks, else the adapter's translation."""
+        native = req.native
+        if native is not None and native.family in self.families:
+            return self._send_native(req)
         return self._send_kind(req)
 
-    async def _asend(self, req: Request) -> Any:
+    async def asend(self, req: Request) -> Any:
+        native = req.native
+        if native is not None and native.family in self.families:
+            return await self._asend_native(req)
         return await self._asend_kind(req)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

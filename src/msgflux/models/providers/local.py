@@ -693,16 +693,16 @@ class _LocalModel(BaseModel):
     # The local model never retries (it would fail the same way again): every entry point is
     # one attempt.
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._send(self.request(*args, **kwargs))
+        return self.send(self.request(*args, **kwargs))
 
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._asend(self.request(*args, **kwargs))
+        return await self.asend(self.request(*args, **kwargs))
 
     def _call_once(self, *args: Any, **kwargs: Any) -> Any:
-        return self._send(self.request(*args, **kwargs))
+        return self.send(self.request(*args, **kwargs))
 
     async def _acall_once(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._asend(self.request(*args, **kwargs))
+        return await self.asend(self.request(*args, **kwargs))
 
 
 @register("chat_completion", _PROVIDER)
@@ -897,7 +897,7 @@ class LocalChatCompletion(_LocalModel, ChatCompletionModel):
         ).start()
         return response
 
-    def _send(self, req: Request) -> Any:
+    def send(self, req: Request) -> Any:
         """One completion of a canonical request. ``timeout`` bounds the whole call, or for a
         stream the wait for its first token (including waiting for another call to finish
         with the shared context)."""
@@ -906,8 +906,8 @@ class LocalChatCompletion(_LocalModel, ChatCompletionModel):
             return self._start_stream(req, request)
         return self._complete(req, request, _deadlines(req, stream=False)[1], None)
 
-    async def _asend(self, req: Request) -> Any:
-        """Async form of :meth:`_send`: loading and generation run off the event loop.
+    async def asend(self, req: Request) -> Any:
+        """Async form of :meth:`send`: loading and generation run off the event loop.
 
         Cancelling the awaiting task stops the generation at the next token, so an abandoned
         attempt (a gateway timeout, a hedge that lost) frees the shared context quickly.
@@ -962,7 +962,7 @@ class LocalTextEmbedder(_LocalModel, TextEmbedderModel):
     def request(self, *args: Any, **kwargs: Any) -> Request:
         return embeddings_request(*args, **kwargs)
 
-    def _send(self, req: Request) -> ModelResponse:
+    def send(self, req: Request) -> ModelResponse:
         """Embed one text (a ``list[float]``) or a list of texts (a list of vectors)."""
         inputs = req.body["input"]
         inputs = [inputs] if isinstance(inputs, str) else inputs
@@ -988,8 +988,8 @@ class LocalTextEmbedder(_LocalModel, TextEmbedderModel):
         }
         return view_of_payload(req, payload, None, self._who())
 
-    async def _asend(self, req: Request) -> ModelResponse:
-        return await asyncio.to_thread(self._send, req)
+    async def asend(self, req: Request) -> ModelResponse:
+        return await asyncio.to_thread(self.send, req)
 
 
 def _deadlines(req: Request, *, stream: bool) -> tuple[float | None, float | None]:

@@ -20,7 +20,9 @@ import orjson
 from msgflux import _transport
 from msgflux._time import Clock
 from msgflux._transport import AsyncEventStream, Endpoint, EventStream, Response
-from msgflux.exceptions import APIStatusError, ContentPolicyError, ContextWindowExceededError
+from msgflux.exceptions import APIStatusError
+from msgflux.formats.openai_chat import classify_openai_error, without_vendor_fields
+from msgflux.formats.policy import Translation
 from msgflux.models._checks import check_int, check_number, check_stop, check_str
 from msgflux.models.chat import (
     ChatStream,
@@ -39,7 +41,6 @@ from msgflux.models.request import (
     SPEECH,
     TRANSCRIPTIONS,
     Request,
-    without_vendor_fields,
 )
 from msgflux.models.response import ModelResponse, ModelStreamResponse
 from msgflux.models.types import (
@@ -77,41 +78,6 @@ PATHS = {
     TRANSCRIPTIONS: "/audio/transcriptions",
     IMAGES: "/images/generations",
 }
-
-_CONTEXT_MARKERS = (
-    "context_length_exceeded",
-    "context length",
-    "context window",
-    "maximum context",
-    "context_window",
-    "too many tokens",
-    "prompt is too long",
-    "input is too long",
-    "reduce the length",
-    "string_above_max_length",
-)
-_POLICY_MARKERS = (
-    "content_policy",
-    "content policy",
-    "content_filter",
-    "content filter",
-    "content management policy",
-    "safety system",
-    "responsible ai",
-    "moderation_blocked",
-)
-
-
-def classify_openai_error(status: int, body: Any) -> type[APIStatusError] | None:
-    """OpenAI-family wording of a 400/422: context window exceeded, or content filtered."""
-    if status not in (400, 422):
-        return None
-    text = (orjson.dumps(body).decode() if isinstance(body, (dict, list)) else str(body)).lower()
-    if any(marker in text for marker in _CONTEXT_MARKERS):
-        return ContextWindowExceededError
-    if any(marker in text for marker in _POLICY_MARKERS):
-        return ContentPolicyError
-    return None
 
 
 class OpenAIModel(HTTPModel):
@@ -257,6 +223,10 @@ def _multipart(body: dict[str, Any], req: Request, ep: Endpoint) -> tuple[bytes,
 
 # -- chat --------------------------------------------------------------------------------------
 _MODALITIES = ("text", "audio")
+_TOOL_TYPES = ("function", "custom")
+"""The tool types OpenAI's chat API defines (an Anthropic server tool has no form here)."""
+_VENDOR_FIELDS = ("top_k", "thinking", "output_config")
+"""Canonical fields other vendors read that OpenAI and Azure refuse."""
 
 
 @register("chat_completion", "openai")
@@ -377,6 +347,32 @@ class OpenAIChatCompletion(OpenAIModel, ChatCompletionModel):
             return "max_completion_tokens" if "api.openai.com" in base else "max_tokens"
         return field
 
+    def _portable(self, body: dict[str, Any], ctx: Translation) -> dict[str, Any]:
+        """``body`` without what this server cannot take: other vendors' fields (OpenAI and
+        Azure refuse fields they do not define) and tool types it lacks, lost through
+        ``ctx``."""
+        tools = body.get("tools")
+        if type(tools) is list and any(
+            type(t) is dict and t.get("type") not in _TOOL_TYPES for t in tools
+        ):
+            kept = []
+            for i, tool in enumerate(tools):
+                kind = tool.get("type") if type(tool) is dict else None
+                if kind in _TOOL_TYPES:
+                    kept.append(tool)
+                else:
+                    ctx.lose("builtin_tools", f"tools[{i}]", self.provider, f"run a {kind!r} tool")
+            body = (
+                {**body, "tools": kept} if kept else {k: v for k, v in body.items() if k != "tools"}
+            )
+        if not self.spec.vendor_fields:
+            body = without_vendor_fields(body, ctx, self.provider)
+            for name in _VENDOR_FIELDS:
+                if name in body:
+                    ctx.lose(name, name, self.provider, f"take {name}")
+                    body = {k: v for k, v in body.items() if k != name}
+        return body
+
     def wire(self, req: Request) -> dict[str, Any]:
         """The JSON body sent for ``req``: construction defaults under the call's fields, the
         token limit under the name this server reads, structured output in the form it takes."""
@@ -385,8 +381,8 @@ class OpenAIChatCompletion(OpenAIModel, ChatCompletionModel):
         if "max_tokens" in call or "max_completion_tokens" in call:
             defaults = {k: v for k, v in defaults.items() if k != "max_tokens"}
         body = {**defaults, **call}
-        if not self.spec.vendor_fields:
-            body = without_vendor_fields(body)
+        if req.translation is not None or not self.spec.vendor_fields or "tools" in body:
+            body = self._portable(body, req.translation or Translation())
         body["model"] = self.model_id
         field = self._max_tokens_field()
         other = "max_tokens" if field == "max_completion_tokens" else "max_completion_tokens"

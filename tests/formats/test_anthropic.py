@@ -1,6 +1,6 @@
-"""The pure translations: Anthropic requests into canonical requests
-(:mod:`msgflux.server.messages`), canonical answers and chunks into Anthropic messages and SSE
-events (:mod:`msgflux.server.message_answers`)."""
+"""The Messages API family's pure translations (:mod:`msgflux.formats.anthropic`): its requests
+into canonical ones (and what the policy drops), canonical answers and chunks into Messages API
+answers and SSE events."""
 
 from __future__ import annotations
 
@@ -9,16 +9,18 @@ from typing import Any
 import orjson
 import pytest
 
-from msgflux.exceptions import InternalServerError, StreamInterruptedError
-from msgflux.models.providers.anthropic import FINISH_REASONS
-from msgflux.server.message_answers import (
+from msgflux.exceptions import InternalServerError, StreamInterruptedError, UnsupportedFeatureError
+from msgflux.formats.anthropic import (
+    FINISH_REASONS,
     STOP_REASONS,
     MessageEvents,
     error_type,
     message_usage,
+    to_canonical,
     to_message,
 )
-from msgflux.server.messages import to_request
+from msgflux.formats.policy import Translation
+from msgflux.models.request import CHAT, Request, from_openai
 
 ASK: Any = [{"role": "user", "content": "Hi"}]
 
@@ -27,8 +29,21 @@ def body(**fields: Any) -> dict[str, Any]:
     return {"model": "chat", "max_tokens": 16, "messages": ASK, **fields}
 
 
+def to_request(
+    payload: Any, *, version: str | None = None, ctx: Translation | None = None
+) -> tuple[str, Request]:
+    out = to_canonical(payload, ctx or Translation(), version=version)
+    return out.pop("model"), from_openai(CHAT, out)
+
+
 def canonical(**fields: Any) -> dict[str, Any]:
     return to_request(body(**fields))[1].body
+
+
+def dropped(payload: Any) -> list[str]:
+    ctx = Translation()
+    to_request(payload, ctx=ctx)
+    return ctx.dropped
 
 
 # -- requests -----------------------------------------------------------------------------------
@@ -166,11 +181,49 @@ def test_output_config_becomes_a_json_schema_response_format() -> None:
     }
 
 
-def test_count_tokens_bodies_take_no_max_tokens() -> None:
-    _, request = to_request({"model": "chat", "messages": ASK}, count=True)
-    assert "max_tokens" not in request.body
-    with pytest.raises(ValueError, match=r"^max_tokens: Extra inputs"):
-        to_request(body(), count=True)
+def test_hints_with_no_canonical_form_are_dropped_and_named() -> None:
+    payload = body(
+        thinking={"type": "adaptive", "display": "omitted"},
+        context_management={"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        output_config={"effort": "high"},
+        metadata={"user_id": "u-1", "tenant": "x"},
+        seed=1,
+        tools=[{"name": "f", "input_schema": {"type": "object"}, "defer_loading": True, "x": 1}],
+    )
+    assert dropped(payload) == [
+        "context_management",
+        "seed",
+        "tools.0.defer_loading",
+        "tools.0.x",
+        "thinking",
+        "output_config.effort",
+        "metadata",
+    ]
+    out = canonical(**{k: v for k, v in payload.items() if k not in body()})
+    assert "thinking" not in out and "output_config" not in out and "seed" not in out
+    assert out["user"] == "u-1"
+    assert out["tools"][0]["function"]["name"] == "f"
+
+
+def test_a_system_turn_mid_conversation_stays_where_it_is() -> None:
+    messages = [
+        {"role": "user", "content": "Hi"},
+        {"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
+        {"role": "assistant", "content": "Hello"},
+    ]
+    assert canonical(messages=messages)["messages"] == [
+        {"role": "user", "content": "Hi"},
+        {"role": "system", "content": "Be brief."},
+        {"role": "assistant", "content": "Hello"},
+    ]
+
+
+def test_a_hint_refused_by_the_policy_makes_the_deployment_ineligible() -> None:
+    ctx = Translation({"context_management": "refuse"})
+    with pytest.raises(UnsupportedFeatureError, match="context_management"):
+        to_request(body(context_management={}), ctx=ctx)
+    with pytest.raises(UnsupportedFeatureError, match="MCP servers"):
+        to_request(body(mcp_servers=[]))
 
 
 @pytest.mark.parametrize(
@@ -185,9 +238,6 @@ def test_count_tokens_bodies_take_no_max_tokens() -> None:
         (body(top_k=1.5), "top_k: must be an integer >= 0"),
         (body(stop_sequences="END"), "stop_sequences: must be an array of strings"),
         (body(stream="yes"), "stream: must be a boolean"),
-        (body(seed=1), "seed: Extra inputs are not permitted (accepted: "),
-        (body(mcp_servers=[]), "mcp_servers: has no form"),
-        (body(metadata={"tenant": "x"}), "metadata.tenant: Extra inputs"),
         (
             body(messages=[{"role": "user"}]),
             "messages.0.content: must be a string or a non-empty array",
@@ -198,7 +248,7 @@ def test_count_tokens_bodies_take_no_max_tokens() -> None:
         ),
         (
             body(messages=[{"role": "bot", "content": "x"}]),
-            "messages.0.role: must be one of 'user', 'assistant'",
+            "messages.0.role: must be one of 'user', 'assistant', 'system'",
         ),
         (
             body(messages=[{"role": "user", "content": [{"type": "tool_use"}]}]),
@@ -276,19 +326,16 @@ def test_count_tokens_bodies_take_no_max_tokens() -> None:
             body(tools=[{"name": "f", "input_schema": {"type": "array"}}]),
             "tools.0.input_schema.type: must be 'object'",
         ),
-        (
-            body(tools=[{"name": "f", "input_schema": {"type": "object"}, "x": 1}]),
-            "tools.0.x: Extra inputs",
-        ),
         (body(tool_choice={"type": "tool"}), "tool_choice.name: must be a string"),
         (body(tool_choice={"type": "auto", "x": 1}), "tool_choice.x: Extra inputs"),
-        (body(thinking={"type": "adaptive"}), "thinking.type: 'adaptive' has no form"),
-        (body(thinking={"type": "on"}), "thinking.type: must be one of 'enabled', 'disabled'"),
+        (
+            body(thinking={"type": "on"}),
+            "thinking.type: must be one of 'enabled', 'disabled', 'adaptive'",
+        ),
         (
             body(max_tokens=1024, thinking={"type": "enabled", "budget_tokens": 1024}),
             "max_tokens: must be greater than thinking.budget_tokens",
         ),
-        (body(output_config={"effort": "high"}), "output_config.effort: Extra inputs"),
         (
             body(output_config={"format": {"type": "json_object"}}),
             "output_config.format.type: must be one of 'json_schema'",

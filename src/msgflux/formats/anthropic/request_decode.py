@@ -1,19 +1,24 @@
-"""Anthropic's Messages API requests in the canonical OpenAI form: the server's translation.
+"""Anthropic Messages API requests in the canonical (OpenAI chat) form.
 
-:func:`to_request` turns a ``POST /v1/messages`` (or ``count_tokens``) body into ``(gateway
-name, canonical Request)``, with no I/O (:mod:`.anthropic_api` is the endpoint; the answers go
-back through :mod:`.message_answers`). It validates strictly: a bad field raises
+:func:`to_canonical` is the translation a ``POST /v1/messages`` body goes through when the
+deployment that answers does not speak the Messages API (a Claude Code request answered by a
+GPT deployment). A request an Anthropic deployment answers never comes here: it goes upstream
+as the client sent it (the native lane).
+
+It reads strictly where a mistake would change the answer: a malformed field raises
 ``ValueError``/``TypeError`` whose message starts with the field's path
-(``messages.1.content.0.type: ...``) and says what is accepted. Fields no deployment behind a
-gateway could be asked for in the canonical form are refused the same way, never dropped
-silently.
+(``messages.1.content.0.type: ...``) and says what is accepted. Fields with no canonical form
+follow the :mod:`~msgflux.formats.policy`: hints (``context_management``, adaptive
+``thinking``, ``output_config.effort``, ``metadata`` beyond ``user_id``, a tool's
+``defer_loading``, ``container``, ``speed``, fields this module does not know) are dropped
+and reported; ``mcp_servers`` refuses (the deployment is skipped).
 
-The provider adapter (:mod:`msgflux.models.providers.anthropic`) goes the other way (canonical
-in, Anthropic on the wire), and its conventions are the canonical ones produced here:
-``cache_control`` kept on parts and tools, ``thinking_blocks`` on assistant turns, ``is_error``
-on tool turns, Anthropic's server tools passed as they are. Extended thinking becomes
-``reasoning_effort`` through the adapter's own ``THINKING_BUDGETS``, so an Anthropic deployment
-thinks with the budget the table gives back.
+The canonical conventions are the provider adapter's (:mod:`.request_encode` goes the other
+way): ``cache_control`` kept on parts and tools, ``thinking_blocks`` on assistant turns,
+``is_error`` on tool turns, Anthropic's server tools passed as they are, a ``system`` turn in
+the middle of the conversation kept where it is. Extended thinking with a budget becomes
+``reasoning_effort`` through :data:`~.request_encode.THINKING_BUDGETS`, so an Anthropic
+deployment thinks with the budget the table gives back.
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ from typing import Any
 
 import orjson
 
-from msgflux.models.providers.anthropic import NO_SAMPLING_VERSIONS, THINKING_BUDGETS
-from msgflux.models.request import CHAT, Request, from_openai
+from msgflux.formats.anthropic.request_encode import NO_SAMPLING_VERSIONS, THINKING_BUDGETS
+from msgflux.formats.policy import Translation
 
-__all__ = ["to_request"]
+__all__ = ["to_canonical"]
+
+TARGET = "the deployment's API"
+"""Who cannot take a dropped Messages field: any family but Anthropic's."""
 
 _EFFORTS = sorted(
     ((budget, effort) for effort, budget in THINKING_BUDGETS.items() if effort != "minimal"),
@@ -53,14 +61,14 @@ _FIELDS = frozenset(
         "service_tier",
     )
 )
-_COUNT_FIELDS = frozenset(
-    ("model", "messages", "system", "tools", "tool_choice", "thinking", "output_config")
-)
-_NOT_EXPRESSIBLE = frozenset(
-    ("container", "mcp_servers", "context_management", "cache_control", "inference_geo", "speed")
-)
-"""Messages API fields with no canonical form: a gateway could not ask another vendor for
-them, so the request is refused (400) rather than answered without them."""
+_HINTS = {
+    "context_management": "context_management",
+    "container": "container",
+    "speed": "speed",
+    "inference_geo": "speed",
+    "cache_control": "cache_control",
+}
+"""Top-level Messages fields with no canonical form that change nothing a caller reads."""
 
 _MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 _USER_BLOCKS = ("text", "image", "document", "tool_result")
@@ -115,39 +123,34 @@ def _one_of(value: Any, where: str, accepted: tuple[str, ...]) -> str:
     return str(value)
 
 
+def _drop(ctx: Translation, feature: str, field: str) -> None:
+    ctx.lose(feature, field, TARGET, f"take the Messages API's {field}")
+
+
 # -- the request --------------------------------------------------------------------------------
-def to_request(
-    payload: Any, *, count: bool = False, version: str | None = None
-) -> tuple[str, Request]:
-    """``(gateway name, canonical Request)`` for a Messages API body (``count``: a
-    ``count_tokens`` body, which has no ``max_tokens`` and no sampling fields). ``version`` is
-    the client's ``anthropic-version``: the versions that have no sampling fields refuse them
-    as Anthropic does."""
+def to_canonical(payload: Any, ctx: Translation, *, version: str | None = None) -> dict[str, Any]:
+    """The canonical chat body (``model`` and ``stream`` included, as the client sent them)
+    for a Messages API body. ``version`` is the client's ``anthropic-version``: the versions
+    that have no sampling fields refuse them as Anthropic does."""
     body = _obj(payload, "body")
-    allowed = _COUNT_FIELDS if count else _FIELDS
     for name in body:
-        if name not in allowed:
-            if name in _NOT_EXPRESSIBLE:
-                raise _fail(
-                    name,
-                    "has no form the gateway's other deployments take; send the request without it",
-                )
-            raise _fail(
-                name, f"Extra inputs are not permitted (accepted: {', '.join(sorted(allowed))})"
-            )
-    name = _string(body.get("model"), "model", empty=False)
+        if name not in _FIELDS:
+            if name == "mcp_servers":
+                ctx.lose("mcp_servers", name, TARGET, "connect to MCP servers (mcp_servers)")
+            else:
+                _drop(ctx, _HINTS.get(name, "unknown_fields"), name)
+    model = _string(body.get("model"), "model", empty=False)
     messages: list[dict[str, Any]] = []
     system = body.get("system")
     if system is not None:
-        messages.append(_system(system))
+        messages.append(_system(system, "system"))
     turns = body.get("messages")
     if type(turns) is not list or not turns:
         raise _fail("messages", "is required: a non-empty array of {role, content} objects")
     for i, turn in enumerate(turns):
         _turn(turn, i, messages)
-    out: dict[str, Any] = {"messages": messages}
-    if not count:
-        out["max_tokens"] = _int(body.get("max_tokens"), "max_tokens", 1)
+    out: dict[str, Any] = {"model": model, "messages": messages}
+    out["max_tokens"] = _int(body.get("max_tokens"), "max_tokens", 1)
     if len(body) > 3:
         if version in NO_SAMPLING_VERSIONS:
             for field in ("temperature", "top_p", "top_k"):
@@ -157,17 +160,17 @@ def to_request(
                         f"Extra inputs are not permitted with anthropic-version {version} "
                         "(2023-06-01 takes it)",
                     )
-        _options(body, out)
+        _options(body, out, ctx)
     stream = body.get("stream", False)
     if stream is not True and stream is not False:
         raise _fail("stream", "must be a boolean", stream)
     if stream:
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}  # message_delta carries the usage
-    return name, from_openai(CHAT, out)
+    return out
 
 
-def _options(body: dict[str, Any], out: dict[str, Any]) -> None:
+def _options(body: dict[str, Any], out: dict[str, Any], ctx: Translation) -> None:
     """Every field but the model, the messages and the token limit."""
     stop = body.get("stop_sequences")
     if stop is not None:
@@ -185,39 +188,39 @@ def _options(body: dict[str, Any], out: dict[str, Any]) -> None:
         if type(tools) is not list:
             raise _fail("tools", f"must be an array of tools, got {_kind(tools)}")
         if tools:
-            out["tools"] = [_tool(tool, f"tools.{i}") for i, tool in enumerate(tools)]
+            out["tools"] = [_tool(tool, f"tools.{i}", ctx) for i, tool in enumerate(tools)]
     if body.get("tool_choice") is not None:
         _tool_choice(body["tool_choice"], out)
     if body.get("thinking") is not None:
-        _thinking(body["thinking"], out)
+        _thinking(body["thinking"], out, ctx)
     if body.get("output_config") is not None:
-        _output_config(body["output_config"], out)
+        _output_config(body["output_config"], out, ctx)
     metadata = body.get("metadata")
     if metadata is not None:
         metadata = _obj(metadata, "metadata")
-        for key in metadata:
-            if key != "user_id":
-                raise _fail(f"metadata.{key}", "Extra inputs are not permitted (accepted: user_id)")
         user = metadata.get("user_id")
         if user is not None:
             out["user"] = _string(user, "metadata.user_id")
+        if any(key != "user_id" for key in metadata):
+            _drop(ctx, "metadata", "metadata")
     service_tier = body.get("service_tier")
     if service_tier is not None:
-        # A scheduling hint for Anthropic's capacity, not part of the answer: taken, not sent.
+        # A scheduling hint for Anthropic's capacity, not part of the answer.
         _one_of(service_tier, "service_tier", ("auto", "standard_only"))
+        _drop(ctx, "service_tier", "service_tier")
 
 
-def _system(system: Any) -> dict[str, Any]:
+def _system(system: Any, where: str) -> dict[str, Any]:
     if type(system) is str:
         return {"role": "system", "content": system}
     if type(system) is not list:
-        raise _fail("system", f"must be a string or an array of text blocks, got {_kind(system)}")
+        raise _fail(where, f"must be a string or an array of text blocks, got {_kind(system)}")
     parts = []
     for j, block in enumerate(system):
-        where = f"system.{j}"
-        if _obj(block, where).get("type") != "text":
-            raise _fail(f"{where}.type", "must be 'text'", block.get("type"))
-        parts.append(_text(block, where))
+        at = f"{where}.{j}"
+        if _obj(block, at).get("type") != "text":
+            raise _fail(f"{at}.type", "must be 'text'", block.get("type"))
+        parts.append(_text(block, at))
     if len(parts) == 1 and len(parts[0]) == 2:
         return {"role": "system", "content": parts[0]["text"]}
     return {"role": "system", "content": parts}
@@ -234,7 +237,12 @@ def _turn(turn: Any, i: int, messages: list[dict[str, Any]]) -> None:
         for key in turn:
             if key not in ("role", "content"):
                 raise _fail(f"{where}.{key}", "Extra inputs are not permitted")
-        _one_of(role, f"{where}.role", ("user", "assistant"))
+        _one_of(role, f"{where}.role", ("user", "assistant", "system"))
+    if role == "system":
+        # A system turn in the middle of the conversation (Claude Code sends them): kept where
+        # it is; each target family puts it in its own form.
+        messages.append(_system(content, f"{where}.content"))
+        return
     if type(content) is str:
         messages.append({"role": role, "content": content})
         return
@@ -362,7 +370,7 @@ def _assistant(content: list[Any], where: str) -> dict[str, Any]:
         elif kind == "thinking":
             _string(block.get("thinking"), f"{at}.thinking")
             # A block without a signature came from another vendor's reasoning (see
-            # to_message): no vendor could verify it, so it is not sent back.
+            # answer_encode): no vendor could verify it, so it is not sent back.
             if _string(block.get("signature"), f"{at}.signature"):
                 thinking.append(block)
         elif kind == "redacted_thinking":
@@ -386,17 +394,20 @@ def _assistant(content: list[Any], where: str) -> dict[str, Any]:
     return message
 
 
-def _tool(value: Any, where: str) -> dict[str, Any]:
+def _tool(value: Any, where: str, ctx: Translation) -> dict[str, Any]:
     tool = _obj(value, where)
     kind = tool.get("type")
     if kind is not None and kind != "custom":
         # One of Anthropic's server tools (web search, code execution, ...): only an
-        # Anthropic deployment runs it; the provider adapter sends it as it is.
+        # Anthropic deployment runs it; another family's adapter refuses it.
         _string(tool.get("name"), f"{where}.name", empty=False)
         return tool
     for key in tool:
         if key not in _TOOL_KEYS:
-            raise _fail(f"{where}.{key}", "Extra inputs are not permitted")
+            if key == "defer_loading":
+                _drop(ctx, "defer_loading", f"{where}.defer_loading")
+            else:
+                _drop(ctx, "unknown_fields", f"{where}.{key}")
     name = _string(tool.get("name"), f"{where}.name", empty=False)
     schema = _obj(tool.get("input_schema"), f"{where}.input_schema")
     if schema.get("type") != "object":
@@ -432,20 +443,17 @@ def _tool_choice(choice: Any, out: dict[str, Any]) -> None:
             out["parallel_tool_calls"] = False
 
 
-def _thinking(thinking: Any, out: dict[str, Any]) -> None:
-    """Extended thinking as the canonical ``reasoning_effort``: the level whose budget is the
-    largest not above ``budget_tokens`` (an Anthropic deployment thinks with that budget)."""
+def _thinking(thinking: Any, out: dict[str, Any], ctx: Translation) -> None:
+    """Extended thinking with a budget as the canonical ``reasoning_effort``: the level whose
+    budget is the largest not above ``budget_tokens`` (an Anthropic deployment thinks with
+    that budget). Adaptive thinking has no budget to map: it is a hint, dropped."""
     thinking = _obj(thinking, "thinking")
-    kind = thinking.get("type")
+    kind = _one_of(thinking.get("type"), "thinking.type", ("enabled", "disabled", "adaptive"))
     if kind == "disabled":
         return
     if kind == "adaptive":
-        raise _fail(
-            "thinking.type",
-            "'adaptive' has no form other vendors take; use {'type': 'enabled', "
-            "'budget_tokens': N} or 'disabled'",
-        )
-    _one_of(kind, "thinking.type", ("enabled", "disabled"))
+        _drop(ctx, "thinking", "thinking")
+        return
     budget = _int(thinking.get("budget_tokens"), "thinking.budget_tokens", 1024)
     max_tokens = out.get("max_tokens")
     if max_tokens is not None and max_tokens <= budget:
@@ -453,13 +461,17 @@ def _thinking(thinking: Any, out: dict[str, Any]) -> None:
             "max_tokens", f"must be greater than thinking.budget_tokens ({budget})", max_tokens
         )
     out["reasoning_effort"] = next(effort for low, effort in _EFFORTS if low <= budget)
+    if any(key not in ("type", "budget_tokens") for key in thinking):
+        _drop(ctx, "thinking", "thinking.display")
 
 
-def _output_config(config: Any, out: dict[str, Any]) -> None:
+def _output_config(config: Any, out: dict[str, Any], ctx: Translation) -> None:
     config = _obj(config, "output_config")
     for key in config:
-        if key != "format":
-            raise _fail(f"output_config.{key}", "Extra inputs are not permitted (accepted: format)")
+        if key == "effort":
+            _drop(ctx, "effort", "output_config.effort")
+        elif key != "format":
+            _drop(ctx, "unknown_fields", f"output_config.{key}")
     fmt = config.get("format")
     if fmt is None:
         return

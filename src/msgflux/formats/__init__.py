@@ -1,0 +1,167 @@
+"""API families: one pure module each, both directions, no I/O.
+
+A request arrives in one family (OpenAI Chat, Anthropic Messages, ...). When the deployment
+that answers speaks it, the request goes upstream as the client sent it and the answer comes
+back as the upstream sent it (a *native lane*: the family's :class:`Relay` only reads what
+the gateway needs on the way). When it does not, the request is translated into the canonical
+form (the OpenAI chat body, :mod:`msgflux.models.request`), from there into the deployment's
+family by its provider, and the answer back the same way (a *translated lane*); what cannot
+be expressed follows :mod:`.policy`.
+
+Families (:func:`family` looks one up by name):
+
+* ``chat``: OpenAI Chat Completions (:mod:`.openai_chat`), the canonical family;
+* ``messages``: Anthropic's Messages API (:mod:`.anthropic`);
+* ``gemini``: Gemini's ``generateContent`` (:mod:`.gemini`).
+
+Each is a :class:`Family`: what the server and the gateway call, whatever the family. Adding
+one is a module here and a row in :data:`FAMILIES` (``docs/extending.md``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any, ClassVar, Protocol
+
+from msgflux.formats.common import Who
+from msgflux.formats.policy import Translation
+
+__all__ = [
+    "CHAT",
+    "FAMILIES",
+    "GEMINI",
+    "MESSAGES",
+    "Event",
+    "Family",
+    "Relay",
+    "StreamOut",
+    "family",
+]
+
+CHAT = "chat"
+MESSAGES = "messages"
+GEMINI = "gemini"
+
+Event = tuple["str | None", bytes]
+"""One SSE event: its ``event:`` name (None when absent) and its data."""
+
+
+class Relay(Protocol):
+    """Reads a native stream for what the gateway needs, event by event, and relays it.
+
+    :meth:`feed` returns the event's data to relay (None: drop it) and whether it carried
+    content (what moves the stream's first-chunk and idle bounds); it raises the typed error
+    of an in-stream error event. ``usage`` (canonical, OpenAI-shaped) and ``finish_reason``
+    are the latest seen; ``done`` turns true at the family's logical end (``[DONE]``,
+    ``message_stop``). :meth:`renamed` gives an event naming ``model`` where the upstream
+    named its own, the rest of the bytes left as they are.
+    """
+
+    usage: dict[str, Any] | None
+    finish_reason: str | None
+    done: bool
+
+    def feed(self, event: str | None, data: bytes) -> tuple[bytes | None, bool]: ...
+
+    def renamed(self, event: str | None, data: bytes, model: str) -> bytes: ...
+
+
+class StreamOut(Protocol):
+    """Canonical chunks as one family's SSE events, chunk by chunk (bytes to write)."""
+
+    def feed(self, chunk: dict[str, Any]) -> bytes: ...
+
+    def end(self) -> bytes:
+        """What ends a complete stream."""
+        ...
+
+    def error(self, exc: BaseException) -> bytes:
+        """The event that ends a stream broken after its first chunk."""
+        ...
+
+
+class Family:
+    """One API family: what the gateway and the server need of it (see the module docstring).
+
+    Subclasses set the class attributes and implement the methods; each is a thin entry into
+    the family's module, which holds the translation itself.
+    """
+
+    name: ClassVar[str]
+    forward_headers: ClassVar[tuple[str, ...]] = ()
+    """Request headers of the family's own (lower-case) that a native lane passes upstream."""
+    request_id_header: ClassVar[str] = "x-request-id"
+    """The response header where the family's upstreams put their request id."""
+
+    # -- native lanes --------------------------------------------------------------------------
+    def native_body(self, payload: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """``(body, added_usage)``: the body a native lane sends for the client's ``payload``,
+        the same unless the gateway must ask for what it accounts (a chat stream's usage)."""
+        return payload, False
+
+    def relay(self, who: Who, *, drop_usage: bool = False) -> Relay:
+        """The relay of one native stream (``drop_usage``: the gateway asked for the usage
+        event the client did not, so the relay drops it)."""
+        raise NotImplementedError
+
+    def read_answer(self, payload: Any, who: Who) -> tuple[dict[str, Any] | None, str | None]:
+        """``(canonical usage, finish reason)`` of a native JSON answer; raises the typed
+        error when it is not one."""
+        raise NotImplementedError
+
+    def rename_answer(self, payload: dict[str, Any], model: str) -> None:
+        """Name ``model`` in a JSON answer (in place)."""
+        payload["model"] = model
+
+    # -- translated lanes ----------------------------------------------------------------------
+    def to_canonical(
+        self, payload: Any, ctx: Translation, headers: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """The canonical chat body (``model`` and ``stream`` as the client sent them) for a
+        request of this family; a malformed field raises ``ValueError``/``TypeError``."""
+        raise NotImplementedError
+
+    def answer(self, completion: dict[str, Any], model: str) -> dict[str, Any]:
+        """This family's answer for a canonical completion."""
+        raise NotImplementedError
+
+    def stream(self, model: str, usage: bool = True) -> StreamOut:
+        """This family's events for a canonical chunk stream (``usage``: the client asked for
+        the usage, where the family makes it optional)."""
+        raise NotImplementedError
+
+    # -- errors --------------------------------------------------------------------------------
+    def error(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+    ) -> tuple[int, bytes]:
+        """``(status, body)`` of an error response in this family's shape (``type``,
+        ``param`` and ``code`` as OpenAI's error names them; a family uses what it has)."""
+        raise NotImplementedError
+
+
+FAMILIES: dict[str, str] = {
+    CHAT: "msgflux.formats.openai_chat",
+    MESSAGES: "msgflux.formats.anthropic",
+    GEMINI: "msgflux.formats.gemini",
+}
+"""Family name -> the module whose ``FAMILY`` it is (imported when first asked for)."""
+
+_loaded: dict[str, Family] = {}
+
+
+def family(name: str) -> Family:
+    """The :class:`Family` called ``name`` (``ValueError`` naming the known ones)."""
+    found = _loaded.get(name)
+    if found is None:
+        module = FAMILIES.get(name)
+        if module is None:
+            raise ValueError(f"unknown API family {name!r}; known: {', '.join(FAMILIES)}")
+        found = _loaded[name] = importlib.import_module(module).FAMILY
+    return found

@@ -1,0 +1,104 @@
+"""The native lane of the Messages API: an Anthropic stream relayed as it arrives.
+
+:class:`MessagesRelay` reads each event for what the gateway needs and hands it back as the
+upstream wrote it: the usage (``message_start`` and the cumulative counts of
+``message_delta``), the stop reason, content (the first delta or tool call: what moves the
+stream's time bounds), the logical end (``message_stop``) and an ``error`` event (raised as its
+typed error). Text deltas, the bulk of a stream, are recognised by their event name and never
+parsed; only ``message_start`` names the model, so only it is rewritten.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from msgflux._transport import status_error
+from msgflux.formats.anthropic.answer import FINISH_REASONS, anthropic_usage
+from msgflux.formats.anthropic.errors import ERROR_STATUS, classify_anthropic_error
+from msgflux.formats.common import Who, bad
+
+__all__ = ["MessagesRelay"]
+
+_EMPTY = (b'"text":""', b'"text": ""', b'"partial_json":""', b'"partial_json": ""')
+"""A delta holding one of these carries nothing (some servers send empty first deltas)."""
+_CONTENT_BLOCKS = (b'"tool_use"', b'"server_tool_use"', b'"redacted_thinking"')
+
+
+def _parse(data: bytes, who: Who) -> dict[str, Any]:
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise bad(who, f"a stream event that is not JSON: {exc}", data) from None
+    if type(payload) is not dict:
+        raise bad(who, "a stream event must be an object", data)
+    return payload
+
+
+class MessagesRelay:
+    """The :class:`~msgflux.formats.Relay` of a Messages API stream (module docstring)."""
+
+    __slots__ = ("_counts", "done", "finish_reason", "usage", "who")
+
+    def __init__(self, who: Who) -> None:
+        self.who = who
+        self._counts: dict[str, Any] = {}
+        self.usage: dict[str, Any] | None = None
+        self.finish_reason: str | None = None
+        self.done = False
+
+    def renamed(self, event: str | None, data: bytes, model: str) -> bytes:
+        if event != "message_start":
+            return data
+        payload = _parse(data, self.who)
+        message = payload.get("message")
+        if type(message) is dict and message.get("model", model) != model:
+            message["model"] = model
+            return orjson.dumps(payload)
+        return data
+
+    def feed(self, event: str | None, data: bytes) -> tuple[bytes | None, bool]:
+        if event == "content_block_delta":
+            return data, not any(empty in data for empty in _EMPTY)
+        if event == "content_block_start":
+            if any(kind in data for kind in _CONTENT_BLOCKS):
+                return data, True
+            return data, b'"text":""' not in data and b'"thinking":""' not in data
+        if event in ("ping", "content_block_stop"):
+            return data, False
+        payload = _parse(data, self.who)
+        kind = payload.get("type") or event
+        if kind == "message_start":
+            message = payload.get("message")
+            if type(message) is dict:
+                self._count(message.get("usage"))
+        elif kind == "message_delta":
+            self._count(payload.get("usage"))
+            delta = payload.get("delta")
+            stop = delta.get("stop_reason") if type(delta) is dict else None
+            if isinstance(stop, str):
+                self.finish_reason = FINISH_REASONS.get(stop, "stop")
+        elif kind == "message_stop":
+            self.done = True
+        elif kind == "error":
+            error = payload.get("error")
+            etype = error.get("type") if isinstance(error, dict) else None
+            status = ERROR_STATUS.get(etype, 500) if isinstance(etype, str) else 500
+            who = self.who
+            raise status_error(
+                status,
+                data,
+                None,
+                provider=who[0],
+                model_id=who[1],
+                classify=classify_anthropic_error,
+            )
+        return data, False
+
+    def _count(self, usage: Any) -> None:
+        if type(usage) is not dict:
+            return
+        counts = self._counts
+        counts.update(usage)  # message_delta counts are cumulative
+        self.usage = anthropic_usage(counts, self.who)
