@@ -50,12 +50,14 @@ typecheck: $(VENV)/.stamp-$(EXTRAS)
 redis:
 	command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
 
-# The server's client tests run the official openai npm package (pinned in package-lock.json).
-NODE_DIR := tests/server/node
-$(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json
-	if command -v npm >/dev/null; then npm ci --prefix $(NODE_DIR) --no-audit --no-fund; else echo "npm not found: the Node client test will be skipped"; fi
+# The server's client tests run npm packages pinned in package-lock.json: the official openai
+# SDK (tests/server/node) and the field's coding agents, Claude Code and Codex CLI
+# (tests/clients). Without npm those tests are skipped, saying why.
+NODE_DIRS := tests/server/node tests/clients
+%/node_modules/.package-lock.json: %/package-lock.json
+	if command -v npm >/dev/null; then npm ci --prefix $* --no-audit --no-fund; else echo "npm not found: the Node client tests will be skipped"; fi
 
-node-deps: $(NODE_DIR)/node_modules/.package-lock.json
+node-deps: $(foreach d,$(NODE_DIRS),$(d)/node_modules/.package-lock.json)
 
 pytest: $(VENV)/.stamp-$(EXTRAS) redis node-deps
 	$(BIN)/pytest
@@ -63,4 +65,4 @@ pytest: $(VENV)/.stamp-$(EXTRAS) redis node-deps
 test: lint typecheck pytest
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(NODE_DIR)/node_modules
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(foreach d,$(NODE_DIRS),$(d)/node_modules)

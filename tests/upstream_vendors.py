@@ -247,6 +247,8 @@ def _check_anthropic(rec: Recorded) -> None:
     tool_ids: set[str] = set()
     for i, message in enumerate(messages):
         _check_anthropic_message(message, i, tool_ids, i == len(messages) - 1)
+        if message["role"] == "system":
+            continue  # a system turn mid-conversation (what Claude Code sends) keeps tool ids
         if message["role"] == "assistant":
             tool_ids = {
                 b["id"]
@@ -274,6 +276,11 @@ def _check_anthropic(rec: Recorded) -> None:
         _need(isinstance(thinking, dict), "thinking: Input should be an object")
         kind = thinking.get("type")
         _need(kind in ("enabled", "adaptive", "disabled"), f"thinking.type: unknown {kind!r}")
+        for key in thinking:
+            _need(
+                key in ("type", "budget_tokens", "display"),
+                f"thinking.{key}: Extra inputs are not permitted",
+            )
         if kind == "enabled":
             budget = thinking.get("budget_tokens")
             _need(
@@ -292,6 +299,11 @@ def _check_anthropic(rec: Recorded) -> None:
     config = body.get("output_config")
     if config is not None:
         _need(isinstance(config, dict), "output_config: Input should be an object")
+        effort = config.get("effort")
+        _need(
+            effort in (None, "low", "medium", "high", "max"),
+            f"output_config.effort: unknown {effort!r}",
+        )
         fmt = config.get("format")
         if fmt is not None:
             _need(
@@ -321,9 +333,20 @@ def _check_anthropic_message(message: Any, i: int, tool_ids: set[str], last: boo
     where = f"messages.{i}"
     _need(isinstance(message, dict), f"{where}: Input should be an object")
     role = message.get("role")
-    _need(role in ("user", "assistant"), f"{where}.role: Input should be 'user' or 'assistant'")
+    _need(
+        role in ("user", "assistant", "system"),
+        f"{where}.role: Input should be 'user', 'assistant' or 'system'",
+    )
     _need(set(message) <= {"role", "content"}, f"{where}: Extra inputs are not permitted")
     content = message.get("content")
+    if role == "system":
+        _need(i > 0, f"{where}.role: a system turn cannot open the conversation")
+        _need(
+            (isinstance(content, str) and bool(content))
+            or (isinstance(content, list) and all(_is_text_block(b) for b in content)),
+            f"{where}.content: a system turn holds text",
+        )
+        return
     if isinstance(content, str):
         _need(bool(content), f"{where}: text content blocks must be non-empty")
         if last and role == "assistant":
@@ -415,7 +438,15 @@ def _check_anthropic_tools(tools: Any) -> set[str]:
             isinstance(schema, dict) and schema.get("type") == "object",
             f"{where}.input_schema: Input should be a JSON schema of type object",
         )
-        allowed = {"name", "description", "input_schema", "cache_control", "strict", "type"}
+        allowed = {
+            "name",
+            "description",
+            "input_schema",
+            "cache_control",
+            "strict",
+            "type",
+            "defer_loading",
+        }
         for key in tool:
             _need(key in allowed, f"{where}.{key}: Extra inputs are not permitted")
     return names

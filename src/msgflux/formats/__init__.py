@@ -24,7 +24,7 @@ import importlib
 from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol
 
-from msgflux.formats.common import Who
+from msgflux.formats.common import Who, rename_model
 from msgflux.formats.policy import Translation
 
 __all__ = [
@@ -55,16 +55,22 @@ class Relay(Protocol):
     of an in-stream error event. ``usage`` (canonical, OpenAI-shaped) and ``finish_reason``
     are the latest seen; ``done`` turns true at the family's logical end (``[DONE]``,
     ``message_stop``). :meth:`renamed` gives an event naming ``model`` where the upstream
-    named its own, the rest of the bytes left as they are.
+    named its own, the rest of the bytes left as they are. ``texts``, when set to a list
+    (a tracer records content), collects the answer's text pieces as they pass.
     """
 
     usage: dict[str, Any] | None
     finish_reason: str | None
     done: bool
+    texts: list[str] | None
 
     def feed(self, event: str | None, data: bytes) -> tuple[bytes | None, bool]: ...
 
     def renamed(self, event: str | None, data: bytes, model: str) -> bytes: ...
+
+    def text_of(self, event: str | None, data: bytes) -> str | None:
+        """The answer text an event carries, if any (for ``texts``)."""
+        ...
 
 
 class StreamOut(Protocol):
@@ -110,9 +116,16 @@ class Family:
         error when it is not one."""
         raise NotImplementedError
 
+    model_key: ClassVar[str] = "model"
+    """The top-level field of an answer that names the model."""
+
     def rename_answer(self, payload: dict[str, Any], model: str) -> None:
         """Name ``model`` in a JSON answer (in place)."""
-        payload["model"] = model
+        payload[self.model_key] = model
+
+    def renamed_answer(self, content: bytes, model: str) -> bytes:
+        """A JSON answer's text naming ``model``, the rest of the upstream's bytes kept."""
+        return rename_model(content, model, {}, self.model_key)
 
     # -- translated lanes ----------------------------------------------------------------------
     def to_canonical(

@@ -176,27 +176,28 @@ def now() -> int:
     return int(time.time())
 
 
-def rename_model(data: bytes, model: str, names: dict[Any, bytes]) -> bytes:
-    """``data`` (a JSON object's text) naming ``model`` in its top-level ``"model"``.
+def rename_model(data: bytes, model: str, names: dict[Any, bytes], key: str = "model") -> bytes:
+    """``data`` (a JSON object's text) naming ``model`` in its top-level ``key``.
 
-    The upstream's bytes are kept: a pair ``"model":"<old>"`` seen before is replaced in place
+    The upstream's bytes are kept: a pair ``"<key>":"<old>"`` seen before is replaced in place
     when it occurs exactly once (a quote inside a JSON string is escaped, so the pair can only
     be the key itself); otherwise (the first event, spaces, a second occurrence) the text is
     parsed, and re-encoded unless the pair can then be replaced. ``names`` caches the encoded
     pairs across the events of one stream.
     """
+    head = f'"{key}":'.encode()
     new = names.get(model)
     if new is None:
-        new = names[model] = b'"model":' + orjson.dumps(model)
+        new = names[model] = head + orjson.dumps(model)
     old = names.get(None)
     if old is not None and data.count(old) == 1:
         return data.replace(old, new)
     payload = orjson.loads(data)
-    value = payload.get("model") if type(payload) is dict else None
+    value = payload.get(key) if type(payload) is dict else None
     if value is None or value == model:
         return data
-    old = names[None] = b'"model":' + orjson.dumps(value)
+    old = names[None] = head + orjson.dumps(value)
     if data.count(old) == 1:
         return data.replace(old, new)
-    payload["model"] = model
+    payload[key] = model
     return orjson.dumps(payload)

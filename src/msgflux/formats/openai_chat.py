@@ -195,16 +195,24 @@ def _has_content(delta: dict[str, Any]) -> bool:
     return bool(delta.get("function_call"))
 
 
+def _text(choices: Any) -> str | None:
+    choice = choices[0] if type(choices) is list and choices else None
+    delta = choice.get("delta") if type(choice) is dict else None
+    text = delta.get("content") if type(delta) is dict else None
+    return text if type(text) is str else None
+
+
 class ChatRelay:
     """The :class:`~msgflux.formats.Relay` of an OpenAI chunk stream (see the module
     docstring). Every chunk is parsed (about a microsecond): what moves the idle bound is real
     content, never an empty delta; the relayed bytes are the upstream's, with the model's
     name replaced in place."""
 
-    __slots__ = ("_drop_usage", "_names", "done", "finish_reason", "usage", "who")
+    __slots__ = ("_drop_usage", "_names", "done", "finish_reason", "texts", "usage", "who")
 
     def __init__(self, who: Who, drop_usage: bool = False) -> None:
         self.who = who
+        self.texts: list[str] | None = None
         self._drop_usage = drop_usage
         self._names: dict[Any, bytes] = {}
         self.usage: dict[str, Any] | None = None
@@ -240,6 +248,10 @@ class ChatRelay:
                 delta = choice.get("delta")
                 if not content and type(delta) is dict and delta:
                     content = _has_content(delta)
+            if self.texts is not None:
+                text = _text(choices)
+                if text:
+                    self.texts.append(text)
         elif usage is not None and self._drop_usage:
             return None, False
         return data, content
@@ -248,6 +260,12 @@ class ChatRelay:
         if data == b"[DONE]" or b'"model"' not in data:
             return data
         return rename_model(data, model, self._names)
+
+    def text_of(self, event: str | None, data: bytes) -> str | None:
+        if data == b"[DONE]":
+            return None
+        chunk = orjson.loads(data)
+        return _text(chunk.get("choices")) if type(chunk) is dict else None
 
 
 class ChatEvents:

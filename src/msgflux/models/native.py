@@ -73,6 +73,11 @@ class Native:
         rest = self._rest
         return head + (rest if rest == b"}" else b"," + rest)
 
+    def holds(self, *markers: bytes) -> bool:
+        """Whether the serialized body holds any of ``markers`` (a cheap look before a walk)."""
+        rest = self._rest
+        return any(marker in rest for marker in markers)
+
     def __repr__(self) -> str:
         return f"Native({self.family!r}, stream={self.stream})"
 
@@ -109,14 +114,11 @@ class NativeAnswer:
         self.response_type = "native"
 
     def json(self, model: str | None = None) -> bytes:
-        """The answer's JSON, naming ``model`` (None: as the upstream named it)."""
+        """The answer's JSON, naming ``model`` (None: as the upstream named it); the rest of
+        the upstream's bytes as they came."""
         if model is None:
             return self.content
-        payload = self.payload
-        if type(payload) is dict and payload.get("model", model) != model:
-            self.family.rename_answer(payload, model)
-            return orjson.dumps(payload)
-        return self.content
+        return self.family.renamed_answer(self.content, model)
 
 
 class NativeStream:
@@ -135,6 +137,7 @@ class NativeStream:
         "_events",
         "_head",
         "_model",
+        "_outcome",
         "_over",
         "_pending",
         "_runner",
@@ -157,6 +160,7 @@ class NativeStream:
         self.is_async = isinstance(events, AsyncEventStream)
         self._head: list[Event] = []
         self._model: str | None = None
+        self._outcome: tuple[BaseException | None, bool] = (None, False)
         self._over = False
         self._pending: BaseException | None = None
         self._started = False
@@ -170,13 +174,25 @@ class NativeStream:
         self.response_type = "native"
 
     def on_end(self, hook: EndHook) -> None:
-        self._end = hook
+        """Tell ``hook`` how the stream ends; at once if it already finished (a short answer
+        can end within the reads that primed it)."""
+        if self._over:
+            hook(*self._outcome)
+        else:
+            self._end = hook
 
     def rename(self, model: str) -> None:
         """Name ``model`` in every event that names the model (those read already too)."""
         self._model = model
         renamed = self.relay.renamed
         self._head = [(name, renamed(name, data, model)) for name, data in self._head]
+
+    def capture_text(self) -> None:
+        """Collect the answer's text in ``relay.texts`` (a tracer records content), the text
+        of the events already read included."""
+        relay = self.relay
+        text_of = relay.text_of
+        relay.texts = [t for name, data in self._head if (t := text_of(name, data))]
 
     def bridge(self, run: Callable[[Any], Any]) -> None:
         """Make an async stream readable from sync code: ``run`` runs a coroutine on the
@@ -222,6 +238,7 @@ class NativeStream:
         if self._over:
             return None
         self._over = True
+        self._outcome = (how, cancelled)
         relay = self.relay
         meta = self.metadata
         meta["usage"] = relay.usage

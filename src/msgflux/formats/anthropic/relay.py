@@ -39,14 +39,22 @@ def _parse(data: bytes, who: Who) -> dict[str, Any]:
 class MessagesRelay:
     """The :class:`~msgflux.formats.Relay` of a Messages API stream (module docstring)."""
 
-    __slots__ = ("_counts", "done", "finish_reason", "usage", "who")
+    __slots__ = ("_counts", "done", "finish_reason", "texts", "usage", "who")
 
     def __init__(self, who: Who) -> None:
         self.who = who
+        self.texts: list[str] | None = None
         self._counts: dict[str, Any] = {}
         self.usage: dict[str, Any] | None = None
         self.finish_reason: str | None = None
         self.done = False
+
+    def text_of(self, event: str | None, data: bytes) -> str | None:
+        if event != "content_block_delta" or b'"text_delta"' not in data:
+            return None
+        delta = _parse(data, self.who).get("delta")
+        text = delta.get("text") if type(delta) is dict else None
+        return text if type(text) is str else None
 
     def renamed(self, event: str | None, data: bytes, model: str) -> bytes:
         if event != "message_start":
@@ -60,6 +68,10 @@ class MessagesRelay:
 
     def feed(self, event: str | None, data: bytes) -> tuple[bytes | None, bool]:
         if event == "content_block_delta":
+            if self.texts is not None:
+                text = self.text_of(event, data)
+                if text:
+                    self.texts.append(text)
             return data, not any(empty in data for empty in _EMPTY)
         if event == "content_block_start":
             if any(kind in data for kind in _CONTENT_BLOCKS):

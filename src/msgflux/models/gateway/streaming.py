@@ -302,9 +302,11 @@ def native_stream(
         else:
             driver.settle(settle)
         if end is not None:
-            end(gone, stream.metadata.get("gateway"), [])
+            end(gone, stream.metadata.get("gateway"), stream.relay.texts or ())
         return error
 
+    if end is not None and end.content_in is not None:
+        stream.capture_text()  # a tracer records the answer's text
     stream.on_end(ended)
     weakref.finalize(stream, _release_unread, driver, call, end)
     return stream

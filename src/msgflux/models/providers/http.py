@@ -354,13 +354,19 @@ class HTTPModel(BaseModel):
             cached = cache[key] = ep.with_headers(headers)
         return cached
 
+    def _native_body(self, req: Request) -> bytes:
+        """The bytes a native lane sends: the client's body naming this model."""
+        native = req.native
+        assert native is not None
+        return native.encoded(self.model_id)
+
     def _send_native(self, req: Request) -> NativeAnswer | NativeStream:
         native = req.native
         assert native is not None
         ep = self._native_endpoint(req)
         fam = family(native.family)
         who = (self.provider, self.model_id)
-        data = native.encoded(self.model_id)
+        data = self._native_body(req)
         if req.stream:
             events = _transport.post_stream(ep, data, self._stream_timeouts(req))
             return NativeStream(events, fam, fam.relay(who, drop_usage=native.added_usage), who)
@@ -372,7 +378,7 @@ class HTTPModel(BaseModel):
         ep = self._native_endpoint(req)
         fam = family(native.family)
         who = (self.provider, self.model_id)
-        data = native.encoded(self.model_id)
+        data = self._native_body(req)
         if req.stream:
             events = await _transport.apost_stream(ep, data, self._stream_timeouts(req))
             return NativeStream(events, fam, fam.relay(who, drop_usage=native.added_usage), who)

@@ -21,7 +21,12 @@ from msgflux import _transport
 from msgflux._time import Clock
 from msgflux._transport import AsyncEventStream, Endpoint, EventStream, Response
 from msgflux.exceptions import APIStatusError
-from msgflux.formats.openai_chat import classify_openai_error, without_vendor_fields
+from msgflux.formats import CHAT as CHAT_FAMILY
+from msgflux.formats.openai_chat import (
+    VENDOR_MESSAGE_FIELDS,
+    classify_openai_error,
+    without_vendor_fields,
+)
 from msgflux.formats.policy import Translation
 from msgflux.models._checks import check_int, check_number, check_stop, check_str
 from msgflux.models.chat import (
@@ -227,6 +232,7 @@ _TOOL_TYPES = ("function", "custom")
 """The tool types OpenAI's chat API defines (an Anthropic server tool has no form here)."""
 _VENDOR_FIELDS = ("top_k", "thinking", "output_config")
 """Canonical fields other vendors read that OpenAI and Azure refuse."""
+_VENDOR_MARKERS = tuple(f'"{name}":'.encode() for name in (*VENDOR_MESSAGE_FIELDS, "extra_content"))
 
 
 @register("chat_completion", "openai")
@@ -246,6 +252,7 @@ class OpenAIChatCompletion(OpenAIModel, ChatCompletionModel):
     >>> model(messages="Hi", system_prompt="Be brief").consume()  # doctest: +SKIP
     """
 
+    families: ClassVar[frozenset[str]] = frozenset((CHAT_FAMILY,))
     run_params: ClassVar[dict[str, Any]] = {
         "max_tokens": 512,
         "temperature": None,
@@ -346,6 +353,21 @@ class OpenAIChatCompletion(OpenAIModel, ChatCompletionModel):
             base = self.base_url() or ""
             return "max_completion_tokens" if "api.openai.com" in base else "max_tokens"
         return field
+
+    def _native_path(self, family: str, stream: bool) -> tuple[str, str]:
+        return PATHS[CHAT], ""
+
+    def _native_body(self, req: Request) -> bytes:
+        """The client's body; for APIs that refuse fields they do not define (OpenAI, Azure),
+        without what other vendors put in a conversation (a Claude answer's thinking blocks,
+        cache marks): a chat begun on Claude then goes on here. Looked for in the serialized
+        body first, so a body without them costs a few byte scans."""
+        native = req.native
+        assert native is not None
+        if self.spec.vendor_fields or not native.holds(*_VENDOR_MARKERS):
+            return native.encoded(self.model_id)
+        body = without_vendor_fields(native.body, req.translation, self.provider)
+        return orjson.dumps({**body, "model": self.model_id})
 
     def _portable(self, body: dict[str, Any], ctx: Translation) -> dict[str, Any]:
         """``body`` without what this server cannot take: other vendors' fields (OpenAI and
