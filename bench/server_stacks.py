@@ -129,14 +129,90 @@ def upstream_payloads() -> tuple[bytes, list[bytes]]:
     return orjson.dumps(completion), events
 
 
+MESSAGES_PATH = "/v1/messages"
+
+
+def messages_payloads() -> tuple[bytes, list[bytes]]:
+    """Anthropic's Messages API answer and stream for the same text (10 text deltas)."""
+    import orjson
+
+    text = (
+        "Frank Rosenblatt was an American psychologist who built the perceptron, an early "
+        "artificial neural network, in 1958."
+    )
+    usage = {"input_tokens": 24, "output_tokens": 22}
+    message = {
+        "id": "msg_bench0001",
+        "type": "message",
+        "role": "assistant",
+        "model": UPSTREAM_MODEL,
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": usage,
+    }
+
+    def event(name: str, data: dict[str, Any]) -> bytes:
+        return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+    start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
+    words = ["Frank", " Rosenblatt", " was", " an", " American", " psychologist", " who", " built"]
+    events = [
+        event("message_start", {"type": "message_start", "message": start}),
+        event(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        ),
+    ]
+    for word in words:
+        delta = {"type": "text_delta", "text": word}
+        events.append(
+            event(
+                "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
+            )
+        )
+    events.append(event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+    events.append(
+        event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": 22},
+            },
+        )
+    )
+    events.append(event("message_stop", {"type": "message_stop"}))
+    return orjson.dumps(message), events
+
+
+def messages_request(stream: bool) -> dict[str, Any]:
+    """The Messages API form of :func:`chat_request`."""
+    body: dict[str, Any] = {
+        "model": CLIENT_MODEL,
+        "system": "You are a helpful assistant.",
+        "messages": [{"role": "user", "content": "Who was Frank Rosenblatt?"}],
+        "max_tokens": 128,
+        "temperature": 0.2,
+    }
+    if stream:
+        body["stream"] = True
+    return body
+
+
 def serve_upstream(port: int, use_uvloop: bool) -> None:
     import orjson
     from aiohttp import web
 
-    completion, events = upstream_payloads()
+    answers = {PATH: upstream_payloads(), MESSAGES_PATH: messages_payloads()}
 
-    async def chat(request: web.Request) -> web.StreamResponse:
+    async def answer(request: web.Request) -> web.StreamResponse:
         body = orjson.loads(await request.read())
+        whole, events = answers[request.path]
         if body.get("stream"):
             resp = web.StreamResponse(headers=SSE_HEADERS)
             await resp.prepare(request)
@@ -144,10 +220,11 @@ def serve_upstream(port: int, use_uvloop: bool) -> None:
                 await resp.write(event)
             await resp.write_eof()
             return resp
-        return web.Response(body=completion, content_type="application/json")
+        return web.Response(body=whole, content_type="application/json")
 
     app = web.Application()
-    app.router.add_post(PATH, chat)
+    app.router.add_post(PATH, answer)
+    app.router.add_post(MESSAGES_PATH, answer)
     run_aiohttp(app, port, use_uvloop)
 
 
@@ -265,10 +342,13 @@ def aiohttp_app(upstream: str, handler_kind: str) -> Any:
         body = await gateway_json(session, upstream, req)
         return web.Response(body=body, content_type="application/json")
 
+    base = upstream[: -len(PATH)]
+
     async def passthrough(request: web.Request) -> web.StreamResponse:
         body = await request.read()
         session: Any = request.app[session_key]
-        async with session.post(upstream, data=body, headers=UPSTREAM_HEADERS) as up:
+        url = base + request.path
+        async with session.post(url, data=body, headers=UPSTREAM_HEADERS) as up:
             ctype = up.headers.get("Content-Type", "application/json")
             if ctype.startswith("text/event-stream"):
                 resp = web.StreamResponse(status=up.status, headers=SSE_HEADERS)
@@ -284,6 +364,8 @@ def aiohttp_app(upstream: str, handler_kind: str) -> Any:
     app = web.Application()
     app.cleanup_ctx.append(session_ctx)
     app.router.add_post(PATH, gateway if handler_kind == "gateway" else passthrough)
+    if handler_kind != "gateway":
+        app.router.add_post(MESSAGES_PATH, passthrough)
     return app
 
 

@@ -33,6 +33,7 @@ SURFACE = {
     "msgflux.models.gateway": [
         "Admission",
         "Breaker",
+        "Call",
         "GatewayEvent",
         "Hedge",
         "LeastBusy",
@@ -51,6 +52,7 @@ SURFACE = {
         "StateStore",
         "Strategy",
         "Weighted",
+        "Wrapper",
         "utc_now",
     ],
     "msgflux.exceptions": [

@@ -25,6 +25,8 @@ _MIN_LENGTH = 4
 _lock = threading.Lock()
 _known: set[str] = set()
 _pattern: re.Pattern[str] | None = None
+_lowered: tuple[str, ...] = ()
+"""The known secrets in lower case: what a plain-text look for their literal forms compares."""
 
 
 def _char(c: str) -> str:
@@ -52,13 +54,24 @@ def register(secret: str | None) -> None:
             "".join(_char(c) for c in known) for known in sorted(_known, key=len, reverse=True)
         ]
         _pattern = re.compile("|".join(alternatives), re.IGNORECASE)
+        global _lowered
+        _lowered = tuple(known.lower() for known in _known)
 
 
 def scrub(text: str) -> str:
-    """``text`` with every known secret (in any registered form) replaced by ``***``."""
+    """``text`` with every known secret (in any registered form) replaced by ``***``.
+
+    The mask's regex is costly (tens of microseconds on an access-log line), so text that can
+    only hold a secret literally (ASCII with no ``%`` and no backslash: no encoded form is
+    possible) is first searched for the secrets as plain lower-case substrings, and returned as
+    it is when none is there: the same result, at a microsecond."""
     pattern = _pattern
     if pattern is None or not text:
         return text
+    if "%" not in text and "\\" not in text and text.isascii():
+        lowered = text.lower()
+        if not any(secret in lowered for secret in _lowered):
+            return text
     return pattern.sub(MASK, text)
 
 

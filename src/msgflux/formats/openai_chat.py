@@ -34,6 +34,7 @@ __all__ = [
     "ChatEvents",
     "ChatRelay",
     "classify_openai_error",
+    "completion_chunks",
     "error_body",
     "stream_error",
     "stream_error_event",
@@ -266,6 +267,58 @@ class ChatRelay:
             return None
         chunk = orjson.loads(data)
         return _text(chunk.get("choices")) if type(chunk) is dict else None
+
+
+def completion_chunks(completion: dict[str, Any]) -> list[dict[str, Any]]:
+    """A whole chat completion as the stream that would have given it: the role, the
+    reasoning, the text, the tool calls (each with its index), the finish and the usage (a
+    stream replayed from a stored answer)."""
+    ident = completion.get("id") or "chatcmpl-replay"
+    created = completion.get("created") or 0
+    model = completion.get("model") or ""
+    out: list[dict[str, Any]] = []
+
+    def add(delta: dict[str, Any], finish: str | None = None, index: int = 0) -> None:
+        choice = {"index": index, "delta": delta, "finish_reason": finish}
+        out.append(
+            {
+                "id": ident,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [choice],
+            }
+        )
+
+    for position, choice in enumerate(completion.get("choices") or ()):
+        index = choice.get("index", position)
+        message = choice.get("message") or {}
+        add({"role": "assistant", "content": ""}, index=index)
+        reasoning = message.get("reasoning_content") or message.get("reasoning")
+        if reasoning:
+            add({"reasoning_content": reasoning}, index=index)
+        content = message.get("content")
+        if isinstance(content, list):
+            content = "".join(p.get("text") or "" for p in content if isinstance(p, dict))
+        if content:
+            add({"content": content}, index=index)
+        calls = message.get("tool_calls")
+        if calls:
+            add({"tool_calls": [{"index": i, **call} for i, call in enumerate(calls)]}, index=index)
+        add({}, choice.get("finish_reason") or "stop", index)
+    usage = completion.get("usage")
+    if usage:
+        out.append(
+            {
+                "id": ident,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [],
+                "usage": usage,
+            }
+        )
+    return out
 
 
 class ChatEvents:

@@ -67,6 +67,7 @@ RULES: dict[str, Rule] = {
     "defer_loading": Rule(DROP, "a tool's `defer_loading` (tool search)"),
     "container": Rule(DROP, "Messages `container`"),
     "speed": Rule(DROP, "Messages `speed`, `inference_geo`"),
+    "safety_settings": Rule(DROP, "Gemini `safetySettings` for a target without them"),
     "thinking_blocks": Rule(
         DROP, "another vendor's reasoning in the conversation (thinking blocks, signatures)"
     ),
@@ -86,6 +87,9 @@ RULES: dict[str, Rule] = {
         REFUSE, "a tool type the target lacks (a vendor's server tools, custom tools)"
     ),
     "mcp_servers": Rule(REFUSE, "Messages `mcp_servers`"),
+    "cached_content": Rule(
+        REFUSE, "Gemini `cachedContent`: cached turns of the conversation only Gemini can read"
+    ),
     "parallel_tool_calls": Rule(REFUSE, "a promise of one tool call at most"),
     "response_format": Rule(REFUSE, "an output format the target cannot enforce"),
     "temperature": Rule(REFUSE, "a `temperature` above the target's range"),

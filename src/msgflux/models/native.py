@@ -73,6 +73,12 @@ class Native:
         rest = self._rest
         return head + (rest if rest == b"}" else b"," + rest)
 
+    def with_fields(self, fields: Mapping[str, Any]) -> Native:
+        """A copy whose body has ``fields`` set (a wrapper rewriting the request)."""
+        return Native(
+            self.family, {**self.body, **fields}, self.headers, added_usage=self.added_usage
+        )
+
     def holds(self, *markers: bytes) -> bool:
         """Whether the serialized body holds any of ``markers`` (a cheap look before a walk)."""
         rest = self._rest

@@ -154,6 +154,19 @@ class Request:
     def with_body(self, **fields: Any) -> Request:
         return dataclasses.replace(self, body={**self.body, **fields})
 
+    def with_fields(self, **fields: Any) -> Request:
+        """A copy with ``fields`` set in what the deployments get: the client's own body (a
+        native lane sends it as it is, in its family's names) and, for a chat request, the
+        canonical one; another family's request is translated again from its new body."""
+        native = self.native
+        if native is None:
+            return self.with_body(**fields)
+        if native.family != CHAT:
+            return dataclasses.replace(self, native=native.with_fields(fields))
+        return dataclasses.replace(
+            self, body={**self.body, **fields}, native=native.with_fields(fields)
+        )
+
     def msgflux_kwargs(self) -> dict[str, Any]:
         """The call as msgflux-style keyword arguments, for models that only take those."""
         body = dict(self.body)

@@ -17,16 +17,20 @@ limits, the stream's error type when it broke after its first chunk. No line eve
 message content, and each line passes through :func:`msgflux._secrets.scrub`, so no key the
 process knows can appear. Health probes and ``/metrics`` scrapes are not logged.
 
-By default (``msgflux serve``) the lines go to stderr, one per line, without any prefix;
-``server.access_log: false`` turns them off; any logging config can send the logger elsewhere.
+The lines go to stderr (``msgflux serve``), one per line, without any prefix, written
+straight to the file descriptor: no ``logging`` record, handler or lock per request (the
+access log is on every request's path; measured in BENCHMARKS.md). ``server.access_log:
+false`` turns them off; :func:`configure` takes another binary stream (a file) to send them
+elsewhere.
 """
 
 from __future__ import annotations
 
-import logging
 import os
+import sys
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
@@ -35,11 +39,22 @@ from msgflux._secrets import scrub
 if TYPE_CHECKING:
     from msgflux.server.exchange import Exchange
 
-__all__ = ["LOGGER", "configure", "line", "log"]
+__all__ = ["configure", "line", "log"]
 
-LOGGER = "msgflux.server.access"
-logger = logging.getLogger(LOGGER)
 _PATH_LIMIT = 200
+_write: Callable[[bytes], Any] | None = None
+"""Where the lines go (None: nowhere)."""
+_second: list[Any] = [-1, ""]
+"""The last whole second formatted, and its text (a line's time changes once a second)."""
+
+
+_pids = [os.getpid()]
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _pids.__setitem__(0, os.getpid()))
+
+
+def _pid() -> int:
+    return _pids[0]
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -48,10 +63,10 @@ def _ms(seconds: float | None) -> float | None:
 
 def _time(epoch: float) -> str:
     whole = int(epoch)
-    return (
-        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-        + f".{int((epoch - whole) * 1000):03d}Z"
-    )
+    cached = _second
+    if cached[0] != whole:
+        cached[0], cached[1] = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{cached[1]}.{int((epoch - whole) * 1000):03d}Z"
 
 
 def _error(exchange: Exchange, record: Any) -> str | None:
@@ -66,6 +81,10 @@ def _error(exchange: Exchange, record: Any) -> str | None:
 
 def line(exchange: Exchange) -> str:
     """The log line of a finished request (see the module docstring)."""
+    return _line(exchange).decode()
+
+
+def _line(exchange: Exchange) -> bytes:
     principal = exchange.principal
     route = exchange.route
     answer = exchange.answer
@@ -79,7 +98,7 @@ def line(exchange: Exchange) -> str:
         ttft = exchange.first_body - exchange.started
     entry = {
         "time": _time(exchange.began),
-        "worker": os.getpid(),
+        "worker": _pid(),
         "method": exchange.method,
         "path": exchange.path[:_PATH_LIMIT],
         "key": principal.name if principal is not None else None,
@@ -97,22 +116,32 @@ def line(exchange: Exchange) -> str:
         "error": _error(exchange, record),
         "upstream_request_id": answer.request_id if answer is not None else None,
     }
-    return scrub(orjson.dumps(entry).decode())
+    text = orjson.dumps(entry).decode()
+    clean = scrub(text)
+    return text.encode() if clean is text else clean.encode()
 
 
 def log(exchange: Exchange) -> None:
-    if logger.isEnabledFor(logging.INFO):
-        # makeRecord + handle: logger.info would also walk the stack for the caller's line.
-        record = logger.makeRecord(LOGGER, logging.INFO, __file__, 0, line(exchange), (), None)
-        logger.handle(record)
+    write = _write
+    if write is not None:
+        write(_line(exchange) + b"\n")
 
 
-def configure(enabled: bool = True) -> None:
-    """Send the lines to stderr, bare (``msgflux serve`` calls this); ``enabled=False`` mutes."""
-    import sys
+def configure(enabled: bool = True, stream: IO[bytes] | None = None) -> None:
+    """Write the lines to ``stream`` (default: stderr's file descriptor, unbuffered: a line is
+    whole even when several workers share the descriptor); ``enabled=False`` mutes them."""
+    global _write
+    if not enabled:
+        _write = None
+        return
+    if stream is not None:
+        target = stream
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.INFO if enabled else logging.CRITICAL + 1)
-    logger.propagate = False
+        def write(data: bytes) -> None:
+            target.write(data)
+            target.flush()
+
+        _write = write
+        return
+    fd = sys.stderr.fileno()
+    _write = lambda data: os.write(fd, data)  # noqa: E731

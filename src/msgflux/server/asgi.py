@@ -16,6 +16,7 @@ from msgflux.server.errors import HTTPError
 
 __all__ = [
     "JSON",
+    "WATCH_AFTER",
     "Disconnected",
     "Headers",
     "Receive",
@@ -111,23 +112,40 @@ async def send_error(send: Send, error: HTTPError, headers: Headers | None = Non
     await send_bytes(send, error.status, error.body(), JSON, extra)
 
 
+WATCH_AFTER = 0.05
+"""Seconds a request runs before its client's connection is watched (a task per request costs
+tens of microseconds; most short answers are done before it would start)."""
+
+
 class Watch:
     """Cancels the request's task when the client hangs up before the response is complete.
 
     uvicorn's ``receive()`` returns ``http.disconnect`` when the connection closes (or once
     the response is complete, which :meth:`finish` marks as not a hang-up). Cancelling the
-    task cancels the gateway's attempt, which closes the upstream connection.
+    task cancels the gateway's attempt, which closes the upstream connection. The watching
+    starts :data:`WATCH_AFTER` seconds into the request: a hang-up is noticed that much later
+    at most, and a request answered sooner never pays for the watcher's task.
     """
 
-    __slots__ = ("_done", "_future", "_task", "disconnected")
+    __slots__ = ("_done", "_future", "_receive", "_task", "_timer", "disconnected")
 
     def __init__(self, receive: Receive) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._task = task
+        self._receive = receive
         self._done = False
         self.disconnected = False
-        self._future = asyncio.ensure_future(receive())
+        self._future: asyncio.Future[Message] | None = None
+        self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            WATCH_AFTER, self._start
+        )
+
+    def _start(self) -> None:
+        self._timer = None
+        if self._done:
+            return
+        self._future = asyncio.ensure_future(self._receive())
         self._future.add_done_callback(self._on_message)
 
     def _on_message(self, future: asyncio.Future[Message]) -> None:
@@ -143,8 +161,13 @@ class Watch:
 
     def close(self) -> None:
         self._done = True
-        if not self._future.done():
-            self._future.cancel()
+        timer = self._timer
+        if timer is not None:
+            timer.cancel()
+            self._timer = None
+        future = self._future
+        if future is not None and not future.done():
+            future.cancel()
 
     def absorb(self) -> bool:
         """After a CancelledError: True (and the cancellation cleared) when it was ours."""

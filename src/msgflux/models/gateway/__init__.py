@@ -32,11 +32,13 @@ from msgflux.models.gateway.strategy import (
     Strategy,
     Weighted,
 )
+from msgflux.models.gateway.wrappers import Call, Wrapper
 from msgflux.models.model import Model
 
 __all__ = [
     "Admission",
     "Breaker",
+    "Call",
     "GatewayEvent",
     "Hedge",
     "LeastBusy",
@@ -55,6 +57,7 @@ __all__ = [
     "StateStore",
     "Strategy",
     "Weighted",
+    "Wrapper",
     "utc_now",
 ]
 

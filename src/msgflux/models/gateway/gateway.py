@@ -42,6 +42,15 @@ from msgflux.models.gateway.serialization import load_models, serialize
 from msgflux.models.gateway.state import StateStore, resolve_store
 from msgflux.models.gateway.strategy import apply_ranking, resolve_strategy
 from msgflux.models.gateway.streaming import native_stream, outer_stream, stamp
+from msgflux.models.gateway.wrappers import (
+    MSGFLUX,
+    RAW,
+    Call,
+    Wrapper,
+    achain,
+    chain,
+    check_wrappers,
+)
 from msgflux.models.native import NativeAnswer, NativeStream, native_request
 from msgflux.models.request import BUILDERS, CHAT, KINDS, Request, from_openai
 from msgflux.models.response import ModelResponse
@@ -176,6 +185,7 @@ class ModelGateway:
         when_all_open: str = "fail",
         stats_window: float = 300.0,
         translation: Mapping[str, str] | None = None,
+        wrappers: Wrapper | Sequence[Wrapper] | None = None,
     ) -> None:
         cfg = GatewayConfig(
             fallback=fallback,
@@ -206,6 +216,10 @@ class ModelGateway:
             translation=translation,
         )
         self._config = cfg
+        self._wrappers = check_wrappers(wrappers)
+        self._wrapper_options = frozenset().union(*(w.options for w in self._wrappers))
+        self._chain = chain(self._wrappers, self._core)
+        self._achain = achain(self._wrappers, self._acore)
         self._clock = _DEFAULT_CLOCK if clock is None else as_clock(clock)
         hooks = Hooks(on_attempt, on_fallback, on_success, on_failure)
         self._deployments = parse_deployments(
@@ -517,6 +531,17 @@ class ModelGateway:
     # -- calls -------------------------------------------------------------------------------
     def __call__(self, *, model_preference: str | None = None, **kwargs: Any) -> Any:
         """Call the deployments in order until one answers; see the class docstring."""
+        if self._wrappers:
+            return self._chain(self._call(MSGFLUX, model_preference, kwargs))
+        return self._msgflux(kwargs, model_preference)
+
+    async def acall(self, *, model_preference: str | None = None, **kwargs: Any) -> Any:
+        """Async form of ``__call__``; never blocks the event loop."""
+        if self._wrappers:
+            return await self._achain(self._call(MSGFLUX, model_preference, kwargs))
+        return await self._amsgflux(kwargs, model_preference)
+
+    def _msgflux(self, kwargs: dict[str, Any], model_preference: str | None) -> Any:
         try:
             call = self._plan(model_preference)
         except ModelRouterError as exc:
@@ -530,8 +555,7 @@ class ModelGateway:
             raise
         return self._finish(call, invoker, result, False)
 
-    async def acall(self, *, model_preference: str | None = None, **kwargs: Any) -> Any:
-        """Async form of ``__call__``; never blocks the event loop."""
+    async def _amsgflux(self, kwargs: dict[str, Any], model_preference: str | None) -> Any:
         try:
             call = self._plan(model_preference)
         except ModelRouterError as exc:
@@ -545,14 +569,60 @@ class ModelGateway:
             raise
         return self._finish(call, invoker, result, True)
 
-    # -- the raw path (a request in its API family in, the answer in that family out) -------
-    def _raw(
+    # -- call wrappers -------------------------------------------------------------------------
+    def _call(
         self,
-        request: Request | dict[str, Any],
+        path: str,
         model_preference: str | None,
-        api: str,
-        headers: Mapping[str, str] | None,
-    ) -> tuple[CallState, RawCall]:
+        kwargs: dict[str, Any],
+        request: Request | None = None,
+    ) -> Call:
+        """The :class:`~.wrappers.Call` its wrappers see (their options taken out of
+        ``kwargs``: no deployment ever gets them)."""
+        names = self._wrapper_options
+        options = {k: kwargs.pop(k) for k in [k for k in kwargs if k in names]}
+        return Call(
+            self,
+            path,
+            request=request,
+            kwargs=kwargs,
+            model_preference=model_preference,
+            options=options,
+        )
+
+    def _core(self, call: Call) -> Any:
+        """The call itself, inside every wrapper."""
+        if call.path == MSGFLUX:
+            return self._msgflux(call.kwargs, call.model_preference)
+        request = call.request
+        assert request is not None
+        return self._complete_raw(request, call.model_preference)
+
+    async def _acore(self, call: Call) -> Any:
+        if call.path == MSGFLUX:
+            return await self._amsgflux(call.kwargs, call.model_preference)
+        request = call.request
+        assert request is not None
+        return await self._acomplete_raw(request, call.model_preference)
+
+    def _canonical_of(self, kwargs: dict[str, Any]) -> Request | None:
+        """The canonical request msgflux arguments make (None for a gateway of user-written
+        models, which take the arguments as they are)."""
+        if self._build is None or not self._canonical:
+            return None
+        return self._build(**kwargs)
+
+    def _answer_of(self, call: Call, completion: dict[str, Any], deployment: str) -> Any:
+        """What :meth:`Call.answer <.wrappers.Call.answer>` gives: ``completion`` as the
+        answer of the call's path."""
+        from msgflux.models.gateway.replay import replay
+
+        return replay(self, call, completion, deployment)
+
+    # -- the raw path (a request in its API family in, the answer in that family out) -------
+    def _coerce(
+        self, request: Request | dict[str, Any], api: str, headers: Mapping[str, str] | None
+    ) -> Request:
         if isinstance(request, dict):
             request = self.request(request, api=api, headers=headers)
         elif not isinstance(request, Request):
@@ -561,6 +631,9 @@ class ModelGateway:
             )
         if request.kind != self._kind:
             raise ValueError(f"a {request.kind} request cannot go to a {self.model_type} gateway")
+        return request
+
+    def _raw(self, request: Request, model_preference: str | None) -> tuple[CallState, RawCall]:
         call = self._plan_call(model_preference, request.stream)
         return call, RawCall(request, self._clock, call, self._config.translation)
 
@@ -614,6 +687,7 @@ class ModelGateway:
         model_preference: str | None = None,
         api: str = CHAT_API,
         headers: Mapping[str, str] | None = None,
+        **options: Any,
     ) -> RawAnswer | RawStream:
         """The raw path: a request in, the answer in the request's API family out, who gave
         it and the attempts.
@@ -623,15 +697,14 @@ class ModelGateway:
         its client's headers, see :meth:`request`). A deployment that speaks the request's
         family gets it as it is (a native lane); any other gets it translated. Every
         resilience feature applies exactly as for ``gateway(...)``. A streamed request gives
-        a :class:`~msgflux.models.gateway.raw.RawStream`.
+        a :class:`~msgflux.models.gateway.raw.RawStream`. ``options`` are the per-call
+        options of the gateway's wrappers.
         """
-        call, invoker = self._raw(request, model_preference, api, headers)
-        try:
-            result = self._driver.run(call, invoker, call.begin(call.started))
-        except BaseException as exc:
-            self._failed(call, invoker.stream, exc)
-            raise
-        return self._raw_result(call, invoker, result, False)  # type: ignore[no-any-return]
+        req = self._coerce(request, api, headers)
+        if self._wrappers:
+            return self._chain(self._call(RAW, model_preference, options, req))  # type: ignore[no-any-return]
+        self._no_options(options)
+        return self._complete_raw(req, model_preference)
 
     async def acomplete(
         self,
@@ -640,9 +713,37 @@ class ModelGateway:
         model_preference: str | None = None,
         api: str = CHAT_API,
         headers: Mapping[str, str] | None = None,
+        **options: Any,
     ) -> RawAnswer | RawStream:
         """Async form of :meth:`complete` (a stream is read with ``async for``)."""
-        call, invoker = self._raw(request, model_preference, api, headers)
+        req = self._coerce(request, api, headers)
+        if self._wrappers:
+            return await self._achain(self._call(RAW, model_preference, options, req))  # type: ignore[no-any-return]
+        self._no_options(options)
+        return await self._acomplete_raw(req, model_preference)
+
+    def _no_options(self, options: dict[str, Any]) -> None:
+        if options:
+            names = ", ".join(map(repr, sorted(options)))
+            raise TypeError(
+                f"unexpected keyword argument(s) {names}: no wrapper of this gateway takes them"
+            )
+
+    def _complete_raw(
+        self, request: Request, model_preference: str | None
+    ) -> RawAnswer | RawStream:
+        call, invoker = self._raw(request, model_preference)
+        try:
+            result = self._driver.run(call, invoker, call.begin(call.started))
+        except BaseException as exc:
+            self._failed(call, invoker.stream, exc)
+            raise
+        return self._raw_result(call, invoker, result, False)  # type: ignore[no-any-return]
+
+    async def _acomplete_raw(
+        self, request: Request, model_preference: str | None
+    ) -> RawAnswer | RawStream:
+        call, invoker = self._raw(request, model_preference)
         try:
             result = await self._driver.arun(call, invoker, call.begin(call.started))
         except BaseException as exc:

@@ -62,9 +62,12 @@ class _Answered:
         """The ``model_name`` of the deployment that answered."""
         self.attempts = attempts
         """One :class:`~msgflux.exceptions.Attempt` per call or skip, in order."""
-        last = attempts[-1]
-        self.provider = last.provider
-        self.model_id = last.model_id
+        if attempts:
+            self.provider = attempts[-1].provider
+            self.model_id = attempts[-1].model_id
+        else:  # answered by a wrapper (a cache hit): no deployment was called
+            self.provider = "wrapper"
+            self.model_id = self.deployment
         meta = getattr(response, "metadata", None) or {}
         self.request_id: str | None = meta.get("request_id") if isinstance(meta, dict) else None
         """The upstream's request id, when it sent one."""
