@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from msgflux._transport.sse import EventTooLarge, SSEDecoder, encode_event
 
@@ -89,3 +91,33 @@ def test_decoder_is_linear_in_its_input() -> None:
 def test_encode_event_round_trips() -> None:
     raw = encode_event(b'{"x":1}') + encode_event(b"{}", "ping")
     assert SSEDecoder().feed(raw) == [(None, b'{"x":1}'), ("ping", b"{}")]
+
+
+_FIELDS = [b"data: ", b"data:", b"event: x\n", b": c\n", b"id: 3\n", b"data: [DONE]"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(_FIELDS),
+            st.binary(max_size=20).filter(lambda b: b"\n" not in b and b"\r" not in b),
+            st.sampled_from([b"\n\n", b"\n", b"\n\n\n"]),
+        ),
+        max_size=12,
+    ),
+    st.integers(min_value=1, max_value=64),
+)
+def test_whole_chunks_decode_as_the_line_by_line_path_does(
+    parts: list[tuple[bytes, bytes, bytes]], size: int
+) -> None:
+    """A chunk of whole events takes a split-at-once path: the same events as a byte-by-byte
+    feed (which always takes the general path)."""
+    raw = b"".join(field + value + end for field, value, end in parts) + b"\n\n"
+    whole = SSEDecoder()
+    at_once = whole.feed(raw) + whole.end()
+    pieces = SSEDecoder()
+    split: list[tuple[str | None, bytes]] = []
+    for i in range(0, len(raw), size):
+        split += pieces.feed(raw[i : i + size])
+    assert at_once == split + pieces.end()

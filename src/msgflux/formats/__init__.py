@@ -54,15 +54,17 @@ class Relay(Protocol):
     content (what moves the stream's first-chunk and idle bounds); it raises the typed error
     of an in-stream error event. ``usage`` (canonical, OpenAI-shaped) and ``finish_reason``
     are the latest seen; ``done`` turns true at the family's logical end (``[DONE]``,
-    ``message_stop``). :meth:`renamed` gives an event naming ``model`` where the upstream
-    named its own, the rest of the bytes left as they are. ``texts``, when set to a list
-    (a tracer records content), collects the answer's text pieces as they pass.
+    ``message_stop``). Once ``model`` is set, the events :meth:`feed` returns name it where
+    the upstream named its own, the rest of the bytes left as they are; :meth:`renamed` does
+    the same for an event fed before. ``texts``, when set to a list (a tracer records
+    content), collects the answer's text pieces as they pass.
     """
 
     usage: dict[str, Any] | None
     finish_reason: str | None
     done: bool
     texts: list[str] | None
+    model: str | None
 
     def feed(self, event: str | None, data: bytes) -> tuple[bytes | None, bool]: ...
 

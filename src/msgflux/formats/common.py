@@ -36,6 +36,7 @@ __all__ = [
     "now",
     "policy_error",
     "rename_model",
+    "swap_model",
     "text_parts",
     "tool_arguments",
     "unsupported",
@@ -176,28 +177,35 @@ def now() -> int:
     return int(time.time())
 
 
-def rename_model(data: bytes, model: str, names: dict[Any, bytes], key: str = "model") -> bytes:
-    """``data`` (a JSON object's text) naming ``model`` in its top-level ``key``.
+def swap_model(
+    data: bytes, payload: dict[str, Any], model: str, names: dict[Any, bytes], key: str = "model"
+) -> bytes:
+    """``data`` (the JSON text ``payload`` was parsed from) naming ``model`` in its top-level
+    ``key``, the rest of the upstream's bytes kept.
 
-    The upstream's bytes are kept: a pair ``"<key>":"<old>"`` seen before is replaced in place
-    when it occurs exactly once (a quote inside a JSON string is escaped, so the pair can only
-    be the key itself); otherwise (the first event, spaces, a second occurrence) the text is
-    parsed, and re-encoded unless the pair can then be replaced. ``names`` caches the encoded
-    pairs across the events of one stream.
+    The pair ``"<key>":"<old>"`` is replaced in place when it occurs exactly once (a quote
+    inside a JSON string is escaped, so the pair can only be the key itself); otherwise
+    (spaces, escapes, a second occurrence) the payload is encoded again. ``names`` caches the
+    encoded pairs across the events of one stream.
     """
-    head = f'"{key}":'.encode()
-    new = names.get(model)
-    if new is None:
-        new = names[model] = head + orjson.dumps(model)
-    old = names.get(None)
-    if old is not None and data.count(old) == 1:
-        return data.replace(old, new)
-    payload = orjson.loads(data)
-    value = payload.get(key) if type(payload) is dict else None
-    if value is None or value == model:
+    old = payload.get(key)
+    if old is None or old == model:
         return data
-    old = names[None] = head + orjson.dumps(value)
-    if data.count(old) == 1:
-        return data.replace(old, new)
+    pattern = names.get(old)
+    if pattern is None:
+        pattern = names[old] = f'"{key}":'.encode() + orjson.dumps(old)
+    if data.count(pattern) == 1:
+        new = names.get(model)
+        if new is None:
+            new = names[model] = f'"{key}":'.encode() + orjson.dumps(model)
+        return data.replace(pattern, new)
     payload[key] = model
     return orjson.dumps(payload)
+
+
+def rename_model(data: bytes, model: str, names: dict[Any, bytes], key: str = "model") -> bytes:
+    """:func:`swap_model` for text not parsed yet."""
+    payload = orjson.loads(data)
+    if type(payload) is not dict:
+        return data
+    return swap_model(data, payload, model, names, key)

@@ -25,7 +25,7 @@ from msgflux._secrets import scrub
 from msgflux._transport import status_error
 from msgflux.exceptions import APIStatusError, ContentPolicyError, ContextWindowExceededError
 from msgflux.formats import CHAT, Family
-from msgflux.formats.common import Who, bad, rename_model
+from msgflux.formats.common import Who, bad, rename_model, swap_model
 from msgflux.formats.policy import Translation
 
 __all__ = [
@@ -209,11 +209,21 @@ class ChatRelay:
     content, never an empty delta; the relayed bytes are the upstream's, with the model's
     name replaced in place."""
 
-    __slots__ = ("_drop_usage", "_names", "done", "finish_reason", "texts", "usage", "who")
+    __slots__ = (
+        "_drop_usage",
+        "_names",
+        "done",
+        "finish_reason",
+        "model",
+        "texts",
+        "usage",
+        "who",
+    )
 
     def __init__(self, who: Who, drop_usage: bool = False) -> None:
         self.who = who
         self.texts: list[str] | None = None
+        self.model: str | None = None
         self._drop_usage = drop_usage
         self._names: dict[Any, bytes] = {}
         self.usage: dict[str, Any] | None = None
@@ -255,6 +265,9 @@ class ChatRelay:
                     self.texts.append(text)
         elif usage is not None and self._drop_usage:
             return None, False
+        model = self.model
+        if model is not None:
+            data = swap_model(data, chunk, model, self._names)
         return data, content
 
     def renamed(self, event: str | None, data: bytes, model: str) -> bytes:

@@ -142,7 +142,6 @@ class NativeStream:
         "_end",
         "_events",
         "_head",
-        "_model",
         "_outcome",
         "_over",
         "_pending",
@@ -165,7 +164,6 @@ class NativeStream:
         self.who = who
         self.is_async = isinstance(events, AsyncEventStream)
         self._head: list[Event] = []
-        self._model: str | None = None
         self._outcome: tuple[BaseException | None, bool] = (None, False)
         self._over = False
         self._pending: BaseException | None = None
@@ -189,7 +187,7 @@ class NativeStream:
 
     def rename(self, model: str) -> None:
         """Name ``model`` in every event that names the model (those read already too)."""
-        self._model = model
+        self.relay.model = model
         renamed = self.relay.renamed
         self._head = [(name, renamed(name, data, model)) for name, data in self._head]
 
@@ -209,7 +207,6 @@ class NativeStream:
     def _relayed(self, batch: list[Event]) -> list[Event]:
         relay = self.relay
         events = self._events
-        model = self._model
         out: list[Event] = []
         for name, data in batch:
             try:
@@ -223,7 +220,7 @@ class NativeStream:
                 self._started = True
                 events.content()
             if kept is not None:
-                out.append((name, kept if model is None else relay.renamed(name, kept, model)))
+                out.append((name, kept))
             if relay.done:
                 break
         return out

@@ -168,6 +168,8 @@ def _request(
 # -- the answer's headers -----------------------------------------------------------------------
 def _busy(attempts: Sequence[Attempt]) -> float:
     """Seconds covered by the attempts (their union: hedged attempts overlap)."""
+    if len(attempts) == 1:
+        return attempts[0].duration if attempts[0].skipped is None else 0.0
     spans = sorted((a.started_at, a.started_at + a.duration) for a in attempts if a.skipped is None)
     total = 0.0
     end = float("-inf")

@@ -129,6 +129,9 @@ class ServerMetrics:
         )
         self._state_probe: Any = None
         self._children: dict[tuple[Any, ...], Any] = {}
+        self.serving = 0
+        """Requests being served now (``in_flight``, set from it when the gauges refresh: a
+        plain count costs nothing per request, the gauge's lock does)."""
 
     def watch(self, runtime: Any, limiter: Any) -> None:
         """Report the gauges of ``runtime``'s gateways and of ``limiter``'s shared state."""
@@ -138,6 +141,7 @@ class ServerMetrics:
 
     def refresh(self) -> None:
         """Set the gauges now (this process's)."""
+        self.in_flight.set(self.serving)
         self.gateway.refresh()
         limiter = self._state_probe
         if limiter is not None and limiter.shared:

@@ -78,7 +78,7 @@ class Operations:
     def begin(self, scope: Any) -> tuple[Exchange, contextvars.Token[Exchange | None]]:
         exchange = Exchange(scope["method"], scope["path"], self.limiter)
         if self.metrics is not None:
-            self.metrics.in_flight.inc()
+            self.metrics.serving += 1
         return exchange, opened(exchange)
 
     def finish(self, exchange: Exchange, token: contextvars.Token[Exchange | None]) -> None:
@@ -91,7 +91,7 @@ class Operations:
         exchange.ended = time.perf_counter()
         metrics = self.metrics
         if metrics is not None:
-            metrics.in_flight.dec()
+            metrics.serving -= 1
         if exchange.path.startswith(_QUIET):
             return
         try:

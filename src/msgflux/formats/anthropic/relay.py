@@ -39,11 +39,12 @@ def _parse(data: bytes, who: Who) -> dict[str, Any]:
 class MessagesRelay:
     """The :class:`~msgflux.formats.Relay` of a Messages API stream (module docstring)."""
 
-    __slots__ = ("_counts", "done", "finish_reason", "texts", "usage", "who")
+    __slots__ = ("_counts", "done", "finish_reason", "model", "texts", "usage", "who")
 
     def __init__(self, who: Who) -> None:
         self.who = who
         self.texts: list[str] | None = None
+        self.model: str | None = None
         self._counts: dict[str, Any] = {}
         self.usage: dict[str, Any] | None = None
         self.finish_reason: str | None = None
@@ -85,6 +86,8 @@ class MessagesRelay:
             message = payload.get("message")
             if type(message) is dict:
                 self._count(message.get("usage"))
+                if self.model is not None:
+                    data = self.renamed(event, data, self.model)
         elif kind == "message_delta":
             self._count(payload.get("usage"))
             delta = payload.get("delta")

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from msgflux.formats.common import Who, bad, rename_model
+from msgflux.formats.common import Who, bad, rename_model, swap_model
 from msgflux.formats.gemini.answer import FINISH_REASONS, gemini_usage
 from msgflux.formats.gemini.errors import stream_error
 
@@ -72,11 +72,12 @@ def _has_content(parts: list[Any]) -> bool:
 class GeminiRelay:
     """The :class:`~msgflux.formats.Relay` of a Gemini stream (see the module docstring)."""
 
-    __slots__ = ("_called", "_names", "done", "finish_reason", "texts", "usage", "who")
+    __slots__ = ("_called", "_names", "done", "finish_reason", "model", "texts", "usage", "who")
 
     def __init__(self, who: Who) -> None:
         self.who = who
         self.texts: list[str] | None = None
+        self.model: str | None = None
         self._names: dict[Any, bytes] = {}
         self._called: set[Any] = set()
         self.usage: dict[str, Any] | None = None
@@ -96,6 +97,8 @@ class GeminiRelay:
             feedback = payload.get("promptFeedback")
             if type(feedback) is dict and feedback.get("blockReason"):
                 self.finish_reason = "content_filter"
+            if self.model is not None:
+                data = swap_model(data, payload, self.model, self._names, "modelVersion")
             return data, False
         if type(candidates) is not list:
             raise bad(who, "candidates must be a list", data)
@@ -120,6 +123,8 @@ class GeminiRelay:
             text = _text(candidates)
             if text:
                 self.texts.append(text)
+        if self.model is not None:
+            data = swap_model(data, payload, self.model, self._names, "modelVersion")
         return data, content
 
     def text_of(self, event: str | None, data: bytes) -> str | None:
