@@ -1,5 +1,6 @@
-"""What ``POST /v1/messages`` costs over ``/v1/chat/completions``: the Anthropic translation's
-per-request work against the OpenAI endpoint's, same request, same answer, same run.
+"""What a translated ``POST /v1/messages`` costs over ``/v1/chat/completions``: the Anthropic
+translation's per-request work (a Messages request answered by an OpenAI deployment) against
+the OpenAI endpoint's, same request, same answer, same run.
 
     .venv/bin/python -m bench.messages            # print
     .venv/bin/python -m bench.messages --write    # ... and update BENCHMARKS.md
@@ -24,9 +25,16 @@ from typing import Any
 import orjson
 
 from bench.common import write_section
-from msgflux.models.request import CHAT, from_openai
-from msgflux.server.message_answers import MessageEvents, to_message
-from msgflux.server.messages import to_request
+from msgflux.formats.anthropic import MessageEvents, to_canonical, to_message
+from msgflux.formats.policy import Translation
+from msgflux.models.request import CHAT, Request, from_openai
+
+
+def to_request(payload: dict[str, Any]) -> tuple[str, Request]:
+    """The translated lane's request path: the Messages body into the canonical request."""
+    body = to_canonical(payload, Translation())
+    return body.pop("model"), from_openai(CHAT, body)
+
 
 SECTION = "## Anthropic Messages API on the server (issue 13)"
 COMMAND = ".venv/bin/python -m bench.messages --write"
