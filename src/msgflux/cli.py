@@ -327,7 +327,7 @@ def config_import_litellm(
     """Convert a LiteLLM config; the help text is ``IMPORT_LITELLM_HELP``."""
     import sys
 
-    from msgflux.server.litellm_import import (
+    from msgflux.tools.litellm_import import (
         LiteLLMImportError,
         import_litellm,
         parse_litellm,

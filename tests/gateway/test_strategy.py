@@ -6,6 +6,7 @@ import asyncio
 import random
 from collections import Counter
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from msgflux import LeastBusy, LeastLatency, ManualClock, ModelGateway, RoundRobin, Weighted
 from msgflux.exceptions import InternalServerError
 from msgflux.models.gateway.deployment import Deployment
+from msgflux.models.gateway.strategy import GroupFirst, resolve_strategy
 from tests.fakes import Scripted
 
 
@@ -195,6 +197,35 @@ def test_custom_strategy_must_return_given_deployments() -> None:
     gw = gateway(*models("a", "b"), strategy=lambda deps: [Scripted("x")])
     with pytest.raises(ValueError, match="not one of the eligible deployments"):
         gw(messages="hi")
+
+
+def test_group_first_ranks_the_fallbacks_last() -> None:
+    def dep(name: str, weight: float, in_flight: int) -> Any:
+        return SimpleNamespace(name=name, weight=weight, stats=SimpleNamespace(in_flight=in_flight))
+
+    least_busy = GroupFirst(LeastBusy())
+    deps = [dep("a", 1, 5), dep("b", 1, 1), dep("fb1", 0, 0), dep("fb2", 0, 0)]
+    assert [d.name for d in least_busy(deps)] == ["b", "a", "fb1", "fb2"]
+    # plain least_busy would have put the idle fallbacks first
+    assert [d.name for d in least_busy(deps[:2])] == ["b", "a"]
+    assert GroupFirst(LeastLatency()).name == "least_latency_then_fallbacks"
+
+
+@pytest.mark.parametrize("name", ["least_busy_then_fallbacks", "least_latency_then_fallbacks"])
+def test_group_first_strategies_are_named(name: str) -> None:
+    a, b, fallback = models("a", "b", "fallback")
+    deployments = [
+        {"model_name": "a", "model": a},
+        {"model_name": "b", "model": b},
+        {"model_name": "fallback", "model": fallback, "weight": 0},
+    ]
+    gw = ModelGateway(deployments, strategy=name, clock=ManualClock())
+    assert gw.stats()["strategy"] == name
+    assert order(gw)[-1] == "fallback"
+    # each gateway gets its own instance (bound to its own clock)
+    first, _ = resolve_strategy(name, ManualClock())
+    second, _ = resolve_strategy(name, ManualClock())
+    assert isinstance(first, GroupFirst) and first is not second
 
 
 @pytest.mark.parametrize(("value", "error"), [("fastest", ValueError), (42, TypeError)])

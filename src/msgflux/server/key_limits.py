@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from msgflux.server.config_checks import ConfigError, as_int, as_mapping, closest, only_keys, typed
+
 __all__ = ["LIMIT_KEYS", "PERIODS", "Budget", "KeyLimits", "parse_key_limits", "period_bounds"]
 
 PERIODS = ("day", "week", "month")
@@ -77,29 +79,23 @@ def period_bounds(period: str, now: float) -> tuple[float, float]:
 
 
 def _count(value: Any, path: str) -> int:
-    from msgflux.server.config import _int
-
-    return _int(value, path, 1, MAX_COUNT)
+    return as_int(value, path, 1, MAX_COUNT)
 
 
 def _budget(raw: Any, path: str) -> Budget:
-    from msgflux.server.config import ConfigError, _closest, _mapping, _only, _typed
-
-    spec = _mapping(raw, path, "a mapping {usd: 100, period: day|week|month}")
-    _only(spec, BUDGET_KEYS, path)
+    spec = as_mapping(raw, path, "a mapping {usd: 100, period: day|week|month}")
+    only_keys(spec, BUDGET_KEYS, path)
     for key in BUDGET_KEYS:
         if spec.get(key) is None:
             raise ConfigError(f"{path}.{key}", "required")
-    usd = _typed(spec["usd"], "")
+    usd = typed(spec["usd"], "")
     if isinstance(usd, bool) or not isinstance(usd, (int, float)):
         raise ConfigError(f"{path}.usd", f"must be a number of US dollars > 0, got {usd!r}")
     if not (usd > 0 and math.isfinite(usd)):
         raise ConfigError(f"{path}.usd", f"must be a finite number of US dollars > 0, got {usd}")
-    period = _typed(spec["period"], "period")
+    period = typed(spec["period"], "period")
     if not isinstance(period, str) or period not in PERIODS:
-        hint = (
-            _closest(period, PERIODS) if isinstance(period, str) else "accepted: day, week, month"
-        )
+        hint = closest(period, PERIODS) if isinstance(period, str) else "accepted: day, week, month"
         raise ConfigError(f"{path}.period", f"unknown period {period!r}; {hint}")
     return Budget(float(usd), period)
 

@@ -17,17 +17,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from msgflux._secrets import scrub
 from msgflux._time import Clock
 from msgflux.exceptions import Attempt
 from msgflux.models.gateway.engine import CallState
 
-if TYPE_CHECKING:
-    from msgflux.tracing import Tracer
-
-__all__ = ["OUTCOMES", "CallRecord", "Completion", "Recorder", "StreamEnd"]
+__all__ = ["OUTCOMES", "CallRecord", "Completion", "RecordExporter", "Recorder", "StreamEnd"]
 
 logger = logging.getLogger("msgflux.gateway")
 
@@ -88,6 +85,25 @@ class CallRecord:
         return out
 
 
+class RecordExporter(Protocol):
+    """What a :class:`Recorder` hands records to besides its hooks: a tracer.
+
+    :class:`msgflux.tracing.Tracer` is one. Declared here, by the side that calls it, so that
+    records need nothing from the tracing module (which imports :class:`CallRecord`).
+    """
+
+    content: bool
+    """It records prompts and answers (the recorder then passes them)."""
+
+    def capture(self) -> Any:
+        """The current context (a stream's record is exported under the span it began in)."""
+        ...
+
+    def export(
+        self, record: CallRecord, content: tuple[Any, Any] | None = None, context: Any = None
+    ) -> None: ...
+
+
 def _fallbacks(attempts: Sequence[Attempt], last: str | None) -> int:
     seen = {a.model_name for a in attempts if not a.cancelled}
     seen.discard(last)
@@ -105,7 +121,7 @@ class Recorder:
         kind: str,
         clock: Clock,
         hooks: Sequence[Completion],
-        tracer: Tracer | None = None,
+        tracer: RecordExporter | None = None,
     ) -> None:
         self.name = name
         self.kind = kind

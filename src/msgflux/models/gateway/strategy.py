@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "STRATEGIES",
+    "GroupFirst",
     "LeastBusy",
     "LeastLatency",
     "Ordered",
@@ -128,13 +129,48 @@ class LeastBusy(Strategy):
         return sorted(deployments, key=lambda d: d.stats.in_flight)
 
 
-STRATEGIES: dict[str, type[Strategy]] = {
+class GroupFirst(Strategy):
+    """Rank the group's own deployments (``weight > 0``) with ``inner``, then the fallback
+    deployments (``weight: 0``) in their order.
+
+    A LiteLLM model group routes within itself (least busy, lowest latency) and moves to its
+    fallback groups only once it has failed; ``least_busy``/``least_latency`` alone would rank
+    a fallback deployment first as soon as it is idler or unmeasured. The LiteLLM importer
+    (:mod:`msgflux.tools.litellm_import`) names ``least_busy_then_fallbacks`` or
+    ``least_latency_then_fallbacks`` for a gateway with several deployments of its own and
+    fallbacks.
+    """
+
+    def __init__(self, inner: Strategy) -> None:
+        self.inner = inner
+        self.name = f"{inner.name}_then_fallbacks"
+
+    def bind(self, clock: Clock) -> GroupFirst:
+        self.inner.bind(clock)
+        self.clock = clock
+        return self
+
+    def __call__(self, deployments: Sequence[Deployment]) -> Sequence[Deployment]:
+        rest = [d for d in deployments if d.weight <= 0]
+        if not rest:
+            return self.inner(deployments)
+        own = [d for d in deployments if d.weight > 0]
+        return [*self.inner(own), *rest]
+
+    def __repr__(self) -> str:
+        return f"GroupFirst({self.inner!r})"
+
+
+STRATEGIES: dict[str, Callable[[], Strategy]] = {
     "ordered": Ordered,
     "round_robin": RoundRobin,
     "weighted": Weighted,
     "least_latency": LeastLatency,
     "least_busy": LeastBusy,
+    "least_busy_then_fallbacks": lambda: GroupFirst(LeastBusy()),
+    "least_latency_then_fallbacks": lambda: GroupFirst(LeastLatency()),
 }
+"""Strategies a gateway (or a config file) may name: name -> a new instance."""
 
 
 def resolve_strategy(value: Any, clock: Clock) -> tuple[Ranking | None, str]:
@@ -142,13 +178,13 @@ def resolve_strategy(value: Any, clock: Clock) -> tuple[Ranking | None, str]:
     if value is None or value == "ordered" or isinstance(value, Ordered):
         return None, "ordered"
     if isinstance(value, str):
-        cls = STRATEGIES.get(value)
-        if cls is None:
+        make = STRATEGIES.get(value)
+        if make is None:
             raise ValueError(
                 f"strategy must be one of {', '.join(map(repr, STRATEGIES))} or a callable "
                 f"ranking the deployments, got {value!r}"
             )
-        return cls().bind(clock), value
+        return make().bind(clock), value
     if isinstance(value, Strategy):
         return value.bind(clock), value.name
     if callable(value):

@@ -1,5 +1,5 @@
 """``msgflux config import-litellm``: LiteLLM proxy configs written from LiteLLM's documentation
-(``tests/server/litellm_configs/``, each naming its page) converted exactly, every setting that
+(``tests/tools/litellm_configs/``, each naming its page) converted exactly, every setting that
 does not carry over reported, the output accepted by the strict loader, and one config
 round-tripped into a running ``msgflux serve`` answering the openai SDK.
 """
@@ -10,7 +10,6 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import openai
@@ -20,16 +19,14 @@ from typer.testing import CliRunner
 
 from msgflux.cli import app
 from msgflux.server.config import parse_config
-from msgflux.server.litellm_import import (
+from msgflux.server.runtime import build_runtime
+from msgflux.tools.litellm_import import (
     Imported,
     LiteLLMImportError,
     import_litellm,
-    least_busy,
-    least_latency,
     parse_litellm,
     render,
 )
-from msgflux.server.runtime import build_runtime
 from tests.server.harness import run_cli, start, write_config
 from tests.upstream import Reply, Upstream
 
@@ -417,10 +414,10 @@ router_settings:
     fb = "\n  fallbacks: [{g: [backup]}]\n"
     cases = {
         # strategy, with fallbacks, approximated/unmapped note
-        "least-busy": ("least_busy", "msgflux.server.litellm_import:least_busy"),
-        "latency-based-routing": ("least_latency", "msgflux.server.litellm_import:least_latency"),
-        "usage-based-routing": ("least_busy", "msgflux.server.litellm_import:least_busy"),
-        "usage-based-routing-v2": ("least_busy", "msgflux.server.litellm_import:least_busy"),
+        "least-busy": ("least_busy", "least_busy_then_fallbacks"),
+        "latency-based-routing": ("least_latency", "least_latency_then_fallbacks"),
+        "usage-based-routing": ("least_busy", "least_busy_then_fallbacks"),
+        "usage-based-routing-v2": ("least_busy", "least_busy_then_fallbacks"),
         "simple-shuffle": ("weighted", "weighted"),
         "cost-based-routing": ("weighted", "weighted"),
     }
@@ -454,17 +451,6 @@ router_settings:
         "openai/a",
         "openai/c",
     ]
-
-
-def test_the_group_first_strategies_rank_fallbacks_last() -> None:
-    def dep(name: str, weight: float, in_flight: int) -> Any:
-        return SimpleNamespace(name=name, weight=weight, stats=SimpleNamespace(in_flight=in_flight))
-
-    deps = [dep("a", 1, 5), dep("b", 1, 1), dep("fb1", 0, 0), dep("fb2", 0, 0)]
-    assert [d.name for d in least_busy(deps)] == ["b", "a", "fb1", "fb2"]
-    # plain least_busy would have put the idle fallbacks first
-    assert [d.name for d in least_busy(deps[:2])] == ["b", "a"]
-    assert least_latency.name == "least_latency_then_fallbacks"
 
 
 def test_weights_and_fallbacks_hold_in_a_built_gateway() -> None:
