@@ -14,7 +14,8 @@ follow the :mod:`~msgflux.formats.policy`: hints (``context_management``, adapti
 and reported; ``mcp_servers`` refuses (the deployment is skipped).
 
 The canonical conventions are the provider adapter's (:mod:`.request_encode` goes the other
-way): ``cache_control`` kept on parts and tools, ``thinking_blocks`` on assistant turns,
+way): ``cache_control`` kept on parts and tools (a ``tool_use`` block's on its assistant turn
+when the block ends the turn, dropped elsewhere), ``thinking_blocks`` on assistant turns,
 ``is_error`` on tool turns, Anthropic's server tools passed as they are, a ``system`` turn in
 the middle of the conversation kept where it is. Extended thinking with a budget becomes
 ``reasoning_effort`` through :data:`~.request_encode.THINKING_BUDGETS`, so an Anthropic
@@ -148,7 +149,7 @@ def to_canonical(payload: Any, ctx: Translation, *, version: str | None = None) 
     if type(turns) is not list or not turns:
         raise _fail("messages", "is required: a non-empty array of {role, content} objects")
     for i, turn in enumerate(turns):
-        _turn(turn, i, messages)
+        _turn(turn, i, messages, ctx)
     out: dict[str, Any] = {"model": model, "messages": messages}
     out["max_tokens"] = _int(body.get("max_tokens"), "max_tokens", 1)
     if len(body) > 3:
@@ -226,7 +227,7 @@ def _system(system: Any, where: str) -> dict[str, Any]:
     return {"role": "system", "content": parts}
 
 
-def _turn(turn: Any, i: int, messages: list[dict[str, Any]]) -> None:
+def _turn(turn: Any, i: int, messages: list[dict[str, Any]], ctx: Translation) -> None:
     """Append the canonical messages of ``messages[i]``."""
     where = f"messages.{i}"
     if type(turn) is not dict:
@@ -253,7 +254,7 @@ def _turn(turn: Any, i: int, messages: list[dict[str, Any]]) -> None:
     if role == "user":
         _user(content, where, messages)
     else:
-        messages.append(_assistant(content, where))
+        messages.append(_assistant(content, where, ctx))
 
 
 def _user(content: list[Any], where: str, messages: list[dict[str, Any]]) -> None:
@@ -352,10 +353,11 @@ def _tool_result(block: dict[str, Any], where: str) -> dict[str, Any]:
     return _cache(block, message, where)
 
 
-def _assistant(content: list[Any], where: str) -> dict[str, Any]:
+def _assistant(content: list[Any], where: str, ctx: Translation) -> dict[str, Any]:
     texts: list[dict[str, Any]] = []
     calls: list[dict[str, Any]] = []
     thinking: list[dict[str, Any]] = []
+    cache = None
     for j, block in enumerate(content):
         at = f"{where}.content.{j}"
         kind = _obj(block, at).get("type")
@@ -367,6 +369,13 @@ def _assistant(content: list[Any], where: str) -> dict[str, Any]:
             arguments = orjson.dumps(_obj(block.get("input"), f"{at}.input")).decode()
             function = {"name": name, "arguments": arguments}
             calls.append({"id": ident, "type": "function", "function": function})
+            if block.get("cache_control") is not None:
+                # A canonical call has no cache mark: on the turn's last block it is the
+                # message's (which goes back on the turn's last block, its last tool_use).
+                if j == len(content) - 1:
+                    cache = _obj(block["cache_control"], f"{at}.cache_control")
+                else:
+                    _drop(ctx, "cache_control", f"{at}.cache_control")
         elif kind == "thinking":
             _string(block.get("thinking"), f"{at}.thinking")
             # A block without a signature came from another vendor's reasoning (see
@@ -391,6 +400,8 @@ def _assistant(content: list[Any], where: str) -> dict[str, Any]:
         message["tool_calls"] = calls
     if thinking:
         message["thinking_blocks"] = thinking
+    if cache is not None:
+        message["cache_control"] = cache
     return message
 
 

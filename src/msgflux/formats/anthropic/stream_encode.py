@@ -125,8 +125,20 @@ class MessageEvents:
                 )
             parts.append(self._delta({"type": "thinking_delta", "thinking": reasoning}))
         for block in delta.get("thinking_blocks") or ():
-            if block.get("type") == "thinking" and self.open == "thinking":
-                signature = block.get("signature") or ""
+            signature = block.get("signature") or ""
+            if block.get("type") == "thinking" and signature:
+                # A signed block ends its thinking block: one whose text was not streamed
+                # (empty, as with ``display: omitted``) is a block of its own, and the
+                # thinking after it another block, with its own signature.
+                if self.open != "thinking":
+                    empty = {"type": "thinking", "thinking": "", "signature": ""}
+                    parts.append(self._open("thinking", empty))
+                    if block.get("thinking"):
+                        thought = {"type": "thinking_delta", "thinking": block["thinking"]}
+                        parts.append(self._delta(thought))
+                parts.append(self._delta({"type": "signature_delta", "signature": signature}))
+                parts.append(self._close())
+            elif block.get("type") == "thinking" and self.open == "thinking":
                 parts.append(self._delta({"type": "signature_delta", "signature": signature}))
             elif block.get("type") == "redacted_thinking":
                 parts.append(self._open("redacted", block))
