@@ -32,7 +32,7 @@ def test_a_hint_is_dropped_and_named_once() -> None:
 
 
 def test_what_would_change_the_answer_refuses() -> None:
-    with pytest.raises(UnsupportedFeatureError, match="^Anthropic cannot return logprobs$"):
+    with pytest.raises(UnsupportedFeatureError, match=r"^Anthropic cannot return logprobs$"):
         Translation().lose("logprobs", "logprobs", "Anthropic", "return logprobs")
 
 

@@ -15,10 +15,15 @@ import orjson
 import pytest
 
 from msgflux import Model, ModelGateway
+from msgflux.exceptions import ModelRouterError
 from msgflux.models.gateway import RawAnswer, RawStream
 from tests.upstream import Upstream
 
 FAMILIES = ("chat", "messages", "gemini")
+"""The families deployments speak (each is a client family too)."""
+CLIENTS = (*FAMILIES, "responses")
+"""The families requests come in: a Responses request is answered by a deployment of another
+family (no deployment speaks it natively yet), translated both ways."""
 PROVIDERS = {"chat": "openai_compatible", "messages": "anthropic", "gemini": "gemini"}
 MODEL_IDS = {"chat": "m-chat", "messages": "m-claude", "gemini": "m-gemini"}
 KEY = "sk-lanes-test-key-0042"
@@ -30,6 +35,8 @@ def body(family: str, stream: bool) -> dict[str, Any]:
         out: dict[str, Any] = {"model": "gw", "messages": [{"role": "user", "content": ask}]}
     elif family == "messages":
         out = {"model": "gw", "max_tokens": 64, "messages": [{"role": "user", "content": ask}]}
+    elif family == "responses":
+        out = {"model": "gw", "input": ask, "max_output_tokens": 64}
     else:
         out = {"model": "gw", "contents": [{"role": "user", "parts": [{"text": ask}]}]}
     if stream:
@@ -37,12 +44,12 @@ def body(family: str, stream: bool) -> dict[str, Any]:
     return out
 
 
-def gateway(up: Upstream, target: str) -> ModelGateway:
+def gateway(up: Upstream, target: str, **options: Any) -> ModelGateway:
     base = up.base_url if target == "chat" else up.url
     model = Model.chat_completion(
         f"{PROVIDERS[target]}/{MODEL_IDS[target]}", base_url=base, api_key=KEY
     )
-    return ModelGateway([{"model_name": target, "model": model}])
+    return ModelGateway([{"model_name": target, "model": model}], **options)
 
 
 def text_of(family: str, answer: dict[str, Any]) -> str:
@@ -51,6 +58,15 @@ def text_of(family: str, answer: dict[str, Any]) -> str:
     if family == "messages":
         assert answer["type"] == "message" and answer["role"] == "assistant"
         return "".join(b["text"] for b in answer["content"] if b["type"] == "text")
+    if family == "responses":
+        assert answer["object"] == "response" and answer["status"] == "completed"
+        return "".join(
+            part["text"]
+            for item in answer["output"]
+            if item["type"] == "message"
+            for part in item["content"]
+            if part["type"] == "output_text"
+        )
     return "".join(p.get("text", "") for p in answer["candidates"][0]["content"]["parts"])
 
 
@@ -84,6 +100,15 @@ def streamed_text(family: str, raw: bytes) -> str:
             for n, d in parsed
             if n == "content_block_delta" and d["delta"]["type"] == "text_delta"
         )
+    if family == "responses":
+        names = [n for n, _ in parsed]
+        assert names[:2] == ["response.created", "response.in_progress"]
+        assert names[-1] == "response.completed"
+        assert [d["sequence_number"] for _, d in parsed] == list(range(len(parsed)))
+        assert all(data["type"] == name for name, data in parsed)
+        text = "".join(d["delta"] for n, d in parsed if n == "response.output_text.delta")
+        assert text_of(family, parsed[-1][1]["response"]) == text
+        return text
     assert parsed[-1][1]["candidates"][0]["finishReason"]
     return "".join(
         p.get("text", "")
@@ -94,7 +119,7 @@ def streamed_text(family: str, raw: bytes) -> str:
 
 
 @pytest.mark.parametrize("target", FAMILIES)
-@pytest.mark.parametrize("client", FAMILIES)
+@pytest.mark.parametrize("client", CLIENTS)
 def test_a_whole_answer_comes_back_in_the_clients_family(
     upstream: Upstream, client: str, target: str
 ) -> None:
@@ -110,7 +135,7 @@ def test_a_whole_answer_comes_back_in_the_clients_family(
 
 
 @pytest.mark.parametrize("target", FAMILIES)
-@pytest.mark.parametrize("client", FAMILIES)
+@pytest.mark.parametrize("client", CLIENTS)
 async def test_a_stream_comes_back_in_the_clients_family(
     upstream: Upstream, client: str, target: str
 ) -> None:
@@ -125,10 +150,90 @@ async def test_a_stream_comes_back_in_the_clients_family(
     assert stream.record is not None and stream.record.output_tokens
 
 
-@pytest.mark.parametrize("client", FAMILIES)
+@pytest.mark.parametrize("client", CLIENTS)
 def test_a_sync_stream_comes_back_in_the_clients_family(upstream: Upstream, client: str) -> None:
     target = "messages" if client == "chat" else "chat"
     stream = gateway(upstream, target).complete(body(client, True), api=client)
     assert isinstance(stream, RawStream)
     raw = b"".join(stream.sse_sync("gw"))
     assert streamed_text(client, raw) == f"Hello from {MODEL_IDS[target]}"
+
+
+CODEX = {
+    "model": "gw",
+    "instructions": "You are Codex.",
+    "input": [
+        {
+            "type": "message",
+            "role": "developer",
+            "content": [{"type": "input_text", "text": "<permissions>read-only</permissions>"}],
+        },
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "ls?"}]},
+        {
+            "type": "reasoning",
+            "id": "rs_1",
+            "summary": [{"type": "summary_text", "text": "Run ls."}],
+            "encrypted_content": "gAAAA",
+        },
+        {"type": "function_call", "call_id": "c1", "name": "shell", "arguments": '{"cmd":"ls"}'},
+        {"type": "function_call_output", "call_id": "c1", "output": "a.txt"},
+        {
+            "type": "message",
+            "role": "assistant",
+            "phase": "final_answer",
+            "content": [{"type": "output_text", "text": "One file."}],
+        },
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Thanks"}]},
+    ],
+    "tools": [
+        {
+            "type": "function",
+            "name": "shell",
+            "description": "Runs a command.",
+            "strict": False,
+            "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}},
+        },
+        {
+            "type": "namespace",
+            "name": "mcp__github",
+            "description": "GitHub.",
+            "tools": [
+                {
+                    "type": "function",
+                    "name": "create_issue",
+                    "parameters": {"type": "object", "properties": {}},
+                }
+            ],
+        },
+        {"type": "web_search"},
+    ],
+    "tool_choice": "auto",
+    "parallel_tool_calls": False,
+    "reasoning": {"effort": "medium", "summary": "auto"},
+    "store": False,
+    "include": ["reasoning.encrypted_content"],
+    "prompt_cache_key": "conversation-1",
+}
+
+
+@pytest.mark.parametrize("target", FAMILIES)
+def test_a_codex_request_is_answered_by_every_family(upstream: Upstream, target: str) -> None:
+    """Codex CLI's request (developer messages, a namespace of MCP functions, web search,
+    encrypted reasoning, summaries asked for) answered by a deployment of each family: the
+    upstream accepts the translation, and the hints are dropped and named. Codex promises
+    one tool call at most (``parallel_tool_calls: false``), which Gemini cannot keep: the
+    policy refuses it unless the gateway says otherwise."""
+    gw = gateway(upstream, target)
+    if target == "gemini":
+        with pytest.raises(ModelRouterError, match="parallel_tool_calls"):
+            gw.complete(CODEX, api="responses")
+        gw = gateway(upstream, target, translation={"parallel_tool_calls": "drop"})
+    answer = gw.complete(CODEX, api="responses")
+    assert isinstance(answer, RawAnswer) and not answer.native
+    assert text_of("responses", answer.body) == f"Hello from {MODEL_IDS[target]}"
+    [rec] = upstream.requests
+    assert rec.invalid is None, rec.invalid
+    assert {"web_search", "encrypted_content", "reasoning.summary", "include"} <= set(
+        answer.dropped
+    )
+    assert answer.body["tools"] == CODEX["tools"] and answer.body["store"] is False

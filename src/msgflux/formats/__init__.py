@@ -12,7 +12,8 @@ Families (:func:`family` looks one up by name):
 
 * ``chat``: OpenAI Chat Completions (:mod:`.openai_chat`), the canonical family;
 * ``messages``: Anthropic's Messages API (:mod:`.anthropic`);
-* ``gemini``: Gemini's ``generateContent`` (:mod:`.gemini`).
+* ``gemini``: Gemini's ``generateContent`` (:mod:`.gemini`);
+* ``responses``: OpenAI's Responses API (:mod:`.openai_responses`).
 
 Each is a :class:`Family`: what the server and the gateway call, whatever the family. Adding
 one is a module here and a row in :data:`FAMILIES` (``docs/extending.md``).
@@ -32,6 +33,7 @@ __all__ = [
     "FAMILIES",
     "GEMINI",
     "MESSAGES",
+    "RESPONSES",
     "Event",
     "Family",
     "Relay",
@@ -42,6 +44,7 @@ __all__ = [
 CHAT = "chat"
 MESSAGES = "messages"
 GEMINI = "gemini"
+RESPONSES = "responses"
 
 Event = tuple["str | None", bytes]
 """One SSE event: its ``event:`` name (None when absent) and its data."""
@@ -137,13 +140,18 @@ class Family:
         request of this family; a malformed field raises ``ValueError``/``TypeError``."""
         raise NotImplementedError
 
-    def answer(self, completion: dict[str, Any], model: str) -> dict[str, Any]:
-        """This family's answer for a canonical completion."""
+    def answer(
+        self, completion: dict[str, Any], model: str, request: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """This family's answer for a canonical completion (``request``: the client's body in
+        this family, for a family whose answer echoes it or names its tools)."""
         raise NotImplementedError
 
-    def stream(self, model: str, usage: bool = True) -> StreamOut:
+    def stream(
+        self, model: str, usage: bool = True, request: Mapping[str, Any] | None = None
+    ) -> StreamOut:
         """This family's events for a canonical chunk stream (``usage``: the client asked for
-        the usage, where the family makes it optional)."""
+        the usage, where the family makes it optional; ``request`` as for :meth:`answer`)."""
         raise NotImplementedError
 
     # -- errors --------------------------------------------------------------------------------
@@ -165,6 +173,7 @@ FAMILIES: dict[str, str] = {
     CHAT: "msgflux.formats.openai_chat",
     MESSAGES: "msgflux.formats.anthropic",
     GEMINI: "msgflux.formats.gemini",
+    RESPONSES: "msgflux.formats.openai_responses",
 }
 """Family name -> the module whose ``FAMILY`` it is (imported when first asked for)."""
 

@@ -401,11 +401,15 @@ class _Chat(Family):
             body["stream"] = True
         return body
 
-    def answer(self, completion: dict[str, Any], model: str) -> dict[str, Any]:
+    def answer(
+        self, completion: dict[str, Any], model: str, request: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         completion["model"] = model
         return completion
 
-    def stream(self, model: str, usage: bool = True) -> ChatEvents:
+    def stream(
+        self, model: str, usage: bool = True, request: Mapping[str, Any] | None = None
+    ) -> ChatEvents:
         return ChatEvents(model, usage)
 
     def error(

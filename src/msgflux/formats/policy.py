@@ -71,6 +71,24 @@ RULES: dict[str, Rule] = {
     "thinking_blocks": Rule(
         DROP, "another vendor's reasoning in the conversation (thinking blocks, signatures)"
     ),
+    "hosted_tools": Rule(
+        DROP,
+        "a hosted tool the model may use but need not (Responses `web_search`, `file_search`, "
+        "`code_interpreter`, `mcp`, ...), its calls in the conversation, `max_tool_calls`",
+    ),
+    "tool_namespaces": Rule(
+        DROP, "a Responses namespace's own `description` (its functions stay, named `NS__name`)"
+    ),
+    "reasoning_items": Rule(
+        DROP,
+        "reasoning only its vendor can read (Responses `encrypted_content`), `reasoning.context`",
+    ),
+    "reasoning_summary": Rule(DROP, "Responses `reasoning.summary` / `generate_summary`"),
+    "include": Rule(
+        DROP, "Responses `include` (encrypted reasoning, hosted tools' sources), `stream_options`"
+    ),
+    "truncation": Rule(DROP, "Responses `truncation: auto` (the context cut to fit)"),
+    "message_phase": Rule(DROP, "Responses assistant messages' `phase` (commentary, final answer)"),
     "unknown_fields": Rule(
         DROP, "fields of the request's family this gateway does not know (named one by one)"
     ),
@@ -94,6 +112,8 @@ RULES: dict[str, Rule] = {
     "response_format": Rule(REFUSE, "an output format the target cannot enforce"),
     "temperature": Rule(REFUSE, "a `temperature` above the target's range"),
     "tool_choice": Rule(REFUSE, "a forced tool call the target cannot honour"),
+    "background": Rule(REFUSE, "Responses `background` mode"),
+    "stop": Rule(REFUSE, "`stop` sequences for a target without them (Responses)"),
 }
 """Feature -> its default. A feature missing here is dropped."""
 

@@ -145,10 +145,14 @@ class _Messages(Family):
             ctx.lose("betas", "anthropic-beta", "the deployment's API", "take Anthropic's betas")
         return to_canonical(payload, ctx, version=version)
 
-    def answer(self, completion: dict[str, Any], model: str) -> dict[str, Any]:
+    def answer(
+        self, completion: dict[str, Any], model: str, request: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         return to_message(completion, model)
 
-    def stream(self, model: str, usage: bool = True) -> MessageEvents:
+    def stream(
+        self, model: str, usage: bool = True, request: Mapping[str, Any] | None = None
+    ) -> MessageEvents:
         return MessageEvents(model)
 
     def error(

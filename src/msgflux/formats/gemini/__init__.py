@@ -129,10 +129,14 @@ class _Gemini(Family):
         body = {k: v for k, v in payload.items() if k not in ("model", "stream")}
         return to_canonical(body, ctx, model=model if isinstance(model, str) else "", stream=stream)
 
-    def answer(self, completion: dict[str, Any], model: str) -> dict[str, Any]:
+    def answer(
+        self, completion: dict[str, Any], model: str, request: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         return to_gemini_answer(completion, model)
 
-    def stream(self, model: str, usage: bool = True) -> GeminiStream:
+    def stream(
+        self, model: str, usage: bool = True, request: Mapping[str, Any] | None = None
+    ) -> GeminiStream:
         return GeminiStream(model)
 
     def error(

@@ -117,7 +117,8 @@ class RawAnswer(_Answered):
         elif req.kind == CHAT_KIND:
             body = completion_of(response, self.model_id)
             if fam.name != CHAT:
-                body = fam.answer(body, self.model_id)
+                native = req.native
+                body = fam.answer(body, self.model_id, native.body if native else None)
         else:
             body = canonical_of(req, response, self.model_id)
         self._body = body
@@ -147,7 +148,7 @@ class RawStream(_Answered):
     chunk when the request asked with ``stream_options.include_usage``).
     """
 
-    __slots__ = ("_created", "_end", "_id", "_include_usage", "_stream")
+    __slots__ = ("_created", "_end", "_id", "_include_usage", "_request", "_stream")
 
     def __init__(
         self,
@@ -160,6 +161,7 @@ class RawStream(_Answered):
     ) -> None:
         super().__init__(stream, gateway, attempts, family or _chat())
         self._stream = stream
+        self._request = req
         self._end: StreamEnd | None = end
         self._id = f"chatcmpl-msgflux-{time.monotonic_ns():x}"
         self._created = int(time.time())
@@ -226,7 +228,10 @@ class RawStream(_Answered):
         chunk by chunk. A stream that breaks ends with the family's error event, then the
         error is raised."""
         stream = self._stream
-        out = self.family.stream(model or self.model_id, self._include_usage)
+        native = self._request.native
+        out = self.family.stream(
+            model or self.model_id, self._include_usage, native.body if native else None
+        )
         try:
             if isinstance(stream, NativeStream):
                 if model is not None:
@@ -246,7 +251,10 @@ class RawStream(_Answered):
     def sse_sync(self, model: str | None = None) -> Iterator[bytes]:
         """Sync form of :meth:`sse` (a stream from ``gateway.complete``)."""
         stream = self._stream
-        out = self.family.stream(model or self.model_id, self._include_usage)
+        native = self._request.native
+        out = self.family.stream(
+            model or self.model_id, self._include_usage, native.body if native else None
+        )
         try:
             if isinstance(stream, NativeStream):
                 if model is not None:
