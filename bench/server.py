@@ -9,15 +9,18 @@ Lanes (the client's API -> the deployment's family), each a gateway with one dep
 * ``chat native``: ``POST /v1/chat/completions`` to an ``openai_compatible`` deployment;
 * ``messages native``: ``POST /v1/messages`` to an ``anthropic`` deployment;
 * ``chat -> messages``: ``/v1/chat/completions`` to an ``anthropic`` deployment (translated);
-* ``messages -> chat``: ``/v1/messages`` to an ``openai_compatible`` deployment (translated).
+* ``messages -> chat``: ``/v1/messages`` to an ``openai_compatible`` deployment (translated);
+* ``responses native``: ``POST /v1/responses`` to an ``openai`` deployment;
+* ``responses -> chat``: ``/v1/responses`` to an ``openai_compatible`` deployment (translated).
 
 The pass-through (``bench.server_stacks --serve passthrough``: aiohttp in and out, bytes copied,
 nothing parsed) serves the same client path against the same upstream path, so each lane is
 compared with copying the same bytes. The fake upstream (``bench.server_stacks``) answers a
-chat completion or 10 SSE events + ``[DONE]``, and the Messages API's answer or its 13 events,
-each its own write. LiteLLM's proxy (``litellm --config``, one worker, telemetry off) runs the
-chat lane when ``--litellm`` points at its command (install: ``python -m venv /tmp/litellm-venv
-&& /tmp/litellm-venv/bin/pip install "litellm[proxy]==1.77.7"``).
+chat completion or 10 SSE events + ``[DONE]``, the Messages API's answer or its 13 events, and
+the Responses API's answer or its 16 events, each its own write. LiteLLM's proxy
+(``litellm --config``, one worker, telemetry off) runs the chat lane when ``--litellm`` points
+at its command (install: ``python -m venv /tmp/litellm-venv &&
+/tmp/litellm-venv/bin/pip install "litellm[proxy]==1.77.7"``).
 
 wrk (one thread) measures JSON and SSE at c=1 and c=32; in each round of a cell the contenders
 run back to back, order alternating. Server CPU per request is the utime+stime of the server's
@@ -48,12 +51,14 @@ from bench.server_stacks import (
     LUA,
     MESSAGES_PATH,
     PATH,
+    RESPONSES_PATH,
     UPSTREAM_MODEL,
     Server,
     chat_request,
     free_port,
     messages_request,
     post,
+    responses_request,
     wrk,
 )
 
@@ -70,10 +75,20 @@ LANES: dict[str, tuple[str, str]] = {
     "messages native": (MESSAGES_PATH, "claude"),
     "chat -> messages": (PATH, "claude"),
     "messages -> chat": (MESSAGES_PATH, CLIENT_MODEL),
+    "responses native": (RESPONSES_PATH, "gpt"),
+    "responses -> chat": (RESPONSES_PATH, CLIENT_MODEL),
 }
-"""Lane -> (client path, gateway: ``CLIENT_MODEL`` names an OpenAI-wire deployment, ``claude``
-an Anthropic one)."""
-NATIVE = ("chat native", "messages native")
+"""Lane -> (client path, gateway: ``CLIENT_MODEL`` names an OpenAI-compatible deployment,
+``claude`` an Anthropic one, ``gpt`` an OpenAI one)."""
+NATIVE = ("chat native", "messages native", "responses native")
+BASE_LANE = {
+    PATH: "chat native",
+    MESSAGES_PATH: "messages native",
+    RESPONSES_PATH: "responses native",
+}
+"""The pass-through's lane a lane is compared with: the one of the same client path."""
+REQUESTS = {PATH: chat_request, MESSAGES_PATH: messages_request, RESPONSES_PATH: responses_request}
+ENDS = (b"data: [DONE]", b'{"type":"message_stop"}', b'"type":"response.completed"')
 
 
 def msgflux_config(upstream: str) -> str:
@@ -90,6 +105,12 @@ def msgflux_config(upstream: str) -> str:
         "      - model_name: upstream\n"
         f"        model: anthropic/{UPSTREAM_MODEL}\n"
         f"        base_url: {upstream}\n"
+        "        api_key: sk-bench\n"
+        "  gpt:\n"
+        "    models:\n"
+        "      - model_name: upstream\n"
+        f"        model: openai/{UPSTREAM_MODEL}\n"
+        f"        base_url: {upstream}/v1\n"
         "        api_key: sk-bench\n"
     )
 
@@ -110,7 +131,7 @@ def litellm_config(upstream: str) -> str:
 
 def request_body(lane: str, stream: bool) -> dict[str, Any]:
     path, gateway = LANES[lane]
-    body = messages_request(stream) if path == MESSAGES_PATH else chat_request(stream)
+    body = REQUESTS[path](stream)
     body["model"] = gateway
     return body
 
@@ -130,7 +151,7 @@ def check(server: Server, lane: str) -> None:
     ctype, body = post(url, request_body(lane, True), timeout=30)
     assert ctype.startswith("text/event-stream"), (server.name, lane, ctype)
     last = [e for e in body.split(b"\n\n") if e.strip()][-1]
-    assert last.endswith((b"data: [DONE]", b'{"type":"message_stop"}')), (server.name, lane, last)
+    assert last.endswith(ENDS) or ENDS[2] in last, (server.name, lane, last)
 
 
 def start(args: argparse.Namespace, logdir: Path) -> tuple[Server, list[Server]]:
@@ -341,12 +362,7 @@ def report(
                     cell = (name, lane, mode, c)
                     if cell not in results:
                         continue
-                    base_lane = (
-                        lane
-                        if lane in NATIVE
-                        else ("chat native" if LANES[lane][0] == PATH else "messages native")
-                    )
-                    base = (PASS, base_lane, mode, c)
+                    base = (PASS, BASE_LANE[LANES[lane][0]], mode, c)
                     errors = sum(r["errors"] for r in results[cell])
                     rel = ""
                     if base in results:

@@ -204,11 +204,89 @@ def messages_request(stream: bool) -> dict[str, Any]:
     return body
 
 
+RESPONSES_PATH = "/v1/responses"
+
+
+def responses_payloads() -> tuple[bytes, list[bytes]]:
+    """OpenAI's Responses API answer and stream for the same text (8 text deltas), written by
+    hand from the API reference."""
+    import orjson
+
+    text = (
+        "Frank Rosenblatt was an American psychologist who built the perceptron, an early "
+        "artificial neural network, in 1958."
+    )
+    part = {"type": "output_text", "text": text, "annotations": []}
+    item = {
+        "id": "msg_bench0001",
+        "type": "message",
+        "status": "completed",
+        "role": "assistant",
+        "content": [part],
+    }
+    usage = {"input_tokens": 24, "output_tokens": 22, "total_tokens": 46}
+    whole = {
+        "id": "resp_bench0001",
+        "object": "response",
+        "created_at": 1_700_000_000,
+        "status": "completed",
+        "model": UPSTREAM_MODEL,
+        "output": [item],
+        "usage": usage,
+    }
+    seq = iter(range(100))
+
+    def event(name: str, **data: Any) -> bytes:
+        payload = {"type": name, "sequence_number": next(seq), **data}
+        return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+    started = {**whole, "status": "in_progress", "output": [], "usage": None}
+    at = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+    events = [
+        event("response.created", response=started),
+        event("response.in_progress", response=started),
+        event(
+            "response.output_item.added",
+            output_index=0,
+            item={**item, "status": "in_progress", "content": []},
+        ),
+        event("response.content_part.added", **at, part={**part, "text": ""}),
+    ]
+    words = ["Frank", " Rosenblatt", " was", " an", " American", " psychologist", " who", " built"]
+    events += [event("response.output_text.delta", **at, delta=word) for word in words]
+    events += [
+        event("response.output_text.done", **at, text=text),
+        event("response.content_part.done", **at, part=part),
+        event("response.output_item.done", output_index=0, item=item),
+        event("response.completed", response=whole),
+    ]
+    return orjson.dumps(whole), events
+
+
+def responses_request(stream: bool) -> dict[str, Any]:
+    """The Responses API form of :func:`chat_request`."""
+    body: dict[str, Any] = {
+        "model": CLIENT_MODEL,
+        "instructions": "You are a helpful assistant.",
+        "input": "Who was Frank Rosenblatt?",
+        "max_output_tokens": 128,
+        "temperature": 0.2,
+        "store": False,
+    }
+    if stream:
+        body["stream"] = True
+    return body
+
+
 def serve_upstream(port: int, use_uvloop: bool) -> None:
     import orjson
     from aiohttp import web
 
-    answers = {PATH: upstream_payloads(), MESSAGES_PATH: messages_payloads()}
+    answers = {
+        PATH: upstream_payloads(),
+        MESSAGES_PATH: messages_payloads(),
+        RESPONSES_PATH: responses_payloads(),
+    }
 
     async def answer(request: web.Request) -> web.StreamResponse:
         body = orjson.loads(await request.read())
@@ -225,6 +303,7 @@ def serve_upstream(port: int, use_uvloop: bool) -> None:
     app = web.Application()
     app.router.add_post(PATH, answer)
     app.router.add_post(MESSAGES_PATH, answer)
+    app.router.add_post(RESPONSES_PATH, answer)
     run_aiohttp(app, port, use_uvloop)
 
 
@@ -366,6 +445,7 @@ def aiohttp_app(upstream: str, handler_kind: str) -> Any:
     app.router.add_post(PATH, gateway if handler_kind == "gateway" else passthrough)
     if handler_kind != "gateway":
         app.router.add_post(MESSAGES_PATH, passthrough)
+        app.router.add_post(RESPONSES_PATH, passthrough)
     return app
 
 

@@ -27,6 +27,11 @@ model, headers, parsed body, the reply it got, whether the client hung up early)
 questions; the server notices a client hanging up (a hedge loser, a closed stream) a moment
 after it happens, so wait for it rather than asserting immediately.
 
+**OpenAI's Responses API** (``POST /v1/responses``, JSON or SSE): :mod:`tests.upstream_responses`
+checks each request as OpenAI would and answers with the same :class:`Reply` knobs (text,
+chunks, tool calls, reasoning, ``cut_after``, ``stream_error``); a stored response's id is
+accepted as a later ``previous_response_id``, any other is a 400.
+
 **Vendor wire formats.** The same server speaks Anthropic's Messages API (``POST
 /v1/messages``), the Gemini API (``/v1beta/models/{model}:generateContent`` and the other
 methods) and Azure OpenAI (``/openai/deployments/{deployment}/...?api-version=...``,
@@ -57,6 +62,7 @@ from typing import Any, Literal
 import orjson
 from aiohttp import web
 
+from tests import upstream_responses as responses
 from tests import upstream_vendors as vendors
 
 __all__ = ["ROUTES", "Recorded", "Reply", "ToolCallSpec", "Upstream", "closed_port_url"]
@@ -225,6 +231,9 @@ class Upstream:
         self._lock = threading.Lock()
         self._queues = _Queues()
         self._requests: list[Recorded] = []
+        self._stored: set[str] = set()
+        """Ids of the Responses API answers stored (``store`` true): what a later
+        ``previous_response_id`` may name."""
         self._counter = itertools.count(1)
         self._counts: dict[str, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -342,6 +351,7 @@ class Upstream:
             self._queues = _Queues()
             self._requests = []
             self._counts = {}
+            self._stored = set()
 
     # -- inspection ---------------------------------------------------------------------------
     @property
@@ -462,7 +472,15 @@ class Upstream:
         if reply.drop == "before_headers":
             return await _drop(request, rec)
         headers = _reply_headers(rec, reply)
-        if rec.vendor != "openai":
+        if rec.route == "responses":
+            try:
+                responses.check(rec.json, self._stored)
+            except responses.Invalid as exc:
+                rec.invalid = exc.message
+                return await _send(
+                    request, rec, reply, 400, exc.body(), "application/json", headers
+                )
+        elif rec.vendor != "openai":
             refused = vendors.validate(rec)
             if refused is not None:
                 status, message = refused
@@ -485,12 +503,32 @@ class Upstream:
             return await _send(request, rec, reply, reply.status, body, "application/json", headers)
         if rec.vendor in ("anthropic", "gemini"):
             return await _vendor_answer(request, rec, reply, headers)
+        if rec.route == "responses":
+            return await self._responses_answer(request, rec, reply, headers)
         if rec.vendor == "azure":
             return await _azure_answer(request, rec, reply, headers)
         if route_is_stream(rec):
             return await _stream_chat(request, rec, reply, headers)
         data, ctype = _route_body(rec, reply)
         return await _send(request, rec, reply, reply.status, data, ctype, headers)
+
+    async def _responses_answer(
+        self, request: web.Request, rec: Recorded, reply: Reply, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        ans = _vendor_answer_of(rec, reply)
+        payload = rec.json
+        reasoning = reply.reasoning
+        if rec.stream:
+            frames, error, whole = responses.frames(payload, ans.pieces, ans.calls, reasoning)
+            if payload.get("store", True) is not False:
+                self._stored.add(whole["id"])
+            return await _stream_frames(request, rec, reply, headers, frames, b"", error)
+        status = "incomplete" if reply.finish_reason == "length" else "completed"
+        whole = responses.response(payload, ans.text, ans.calls, reasoning, status)
+        if payload.get("store", True) is not False:
+            self._stored.add(whole["id"])
+        data = orjson.dumps(whole)
+        return await _send(request, rec, reply, reply.status, data, "application/json", headers)
 
 
 def route_is_stream(rec: Recorded) -> bool:

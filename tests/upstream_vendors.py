@@ -56,6 +56,7 @@ __all__ = [
 ]
 
 ROUTES = (
+    "responses",
     "messages",
     "count_tokens",
     "generate_content",
@@ -103,6 +104,8 @@ def match(method: str, path: str) -> tuple[str, str, str | None] | None:
     """``(route, vendor, model named by the path)`` of a vendor path, or None."""
     if method != "POST":
         return None
+    if path in ("/v1/responses", "/openai/responses", "/openai/v1/responses"):
+        return "responses", "azure" if path.startswith("/openai/") else "openai", None
     if path == "/v1/messages":
         return "messages", "anthropic", None
     if path == "/v1/messages/count_tokens":
@@ -122,7 +125,7 @@ def is_stream(route: str, payload: Any) -> bool:
     if route == "stream_generate_content":
         return True
     return (
-        route in ("messages", "azure_chat")
+        route in ("messages", "azure_chat", "responses")
         and isinstance(payload, dict)
         and (payload.get("stream") is True)
     )

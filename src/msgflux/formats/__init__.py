@@ -77,6 +77,11 @@ class Relay(Protocol):
         """The answer text an event carries, if any (for ``texts``)."""
         ...
 
+    def error(self, exc: BaseException) -> bytes:
+        """The event that ends this stream broken after what was relayed (continuing it:
+        a Responses stream's ``response.failed`` names its response and next number)."""
+        ...
+
 
 class StreamOut(Protocol):
     """Canonical chunks as one family's SSE events, chunk by chunk (bytes to write)."""

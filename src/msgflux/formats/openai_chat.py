@@ -275,6 +275,9 @@ class ChatRelay:
             return data
         return rename_model(data, model, self._names)
 
+    def error(self, exc: BaseException) -> bytes:
+        return stream_error_event(exc)
+
     def text_of(self, event: str | None, data: bytes) -> str | None:
         if data == b"[DONE]":
             return None

@@ -84,6 +84,7 @@ SERVER_KEYS = (
     "keys",
     "metrics",
     "access_log",
+    "responses_ttl",
 )
 CLIENT_KEY_KEYS = ("name", "key", "key_sha256", "models", "admin", *LIMIT_KEYS)
 GATEWAY_EXTRA_KEYS = ("type", "models")
@@ -316,7 +317,7 @@ def _server(raw: Any, gateways: Mapping[str, GatewaySpec]) -> ServerSettings:
         out["state"] = _state_url(typed(spec["state"], "state"), "server.state")
     if spec.get("max_body_bytes") is not None:
         out["max_body_bytes"] = as_int(spec["max_body_bytes"], "server.max_body_bytes", 1, 1 << 34)
-    for key in ("shutdown_grace", "drain_delay"):
+    for key in ("shutdown_grace", "drain_delay", "responses_ttl"):
         if spec.get(key) is not None:
             out[key] = as_seconds(spec[key], f"server.{key}")
     for key in ("metrics", "access_log"):

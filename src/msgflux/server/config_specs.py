@@ -39,6 +39,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4000
 DEFAULT_SHUTDOWN_GRACE = 600.0
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+DEFAULT_RESPONSES_TTL = 30 * 86400.0
+"""Seconds a stored response of the Responses API is kept (OpenAI keeps them 30 days)."""
 """32 MiB: above OpenAI's 25 MB audio upload limit, far above any chat request."""
 
 
@@ -106,6 +108,9 @@ class ServerSettings:
     """Serve ``GET /metrics`` (and count what it shows)."""
     access_log: bool = True
     """One JSON line per request on the ``msgflux.server.access`` logger."""
+    responses_ttl: float = DEFAULT_RESPONSES_TTL
+    """Seconds a stored response (``POST /v1/responses`` with ``store``) is kept; 0 keeps
+    none."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,6 +186,7 @@ def plan(config: ServerConfig) -> dict[str, Any]:
             "drain_delay": server.drain_delay,
             "metrics": server.metrics,
             "access_log": server.access_log,
+            "responses_ttl": server.responses_ttl,
             "keys": keys or "none (loopback only)",
         },
         "gateways": {},

@@ -56,11 +56,13 @@ __all__ = [
     "Parse",
     "Respond",
     "authenticate",
+    "forwarded_headers",
     "handle",
     "parse_json",
     "relay",
     "route_for",
     "send_family_error",
+    "send_stream",
 ]
 
 logger = logging.getLogger("msgflux.server")
@@ -152,17 +154,23 @@ def _request(
     try:
         if ep.kind != CHAT:
             return from_openai(ep.kind, payload, file=file)
-        headers = None
-        names = family(ep.family).forward_headers
-        if names:
-            headers = {
-                k.decode("latin-1"): v.decode("latin-1")
-                for k, v in scope["headers"]
-                if k.decode("latin-1") in names
-            }
+        headers = forwarded_headers(scope, family(ep.family))
         return route.gateway.request(payload, api=ep.family, headers=headers)
     except (TypeError, ValueError) as exc:
         raise from_validation(exc) from None
+
+
+def forwarded_headers(scope: Scope, fam: Family) -> dict[str, str] | None:
+    """The request's headers of ``fam``'s own (``anthropic-beta``...), which a native lane
+    passes on."""
+    names = fam.forward_headers
+    if not names:
+        return None
+    return {
+        k.decode("latin-1"): v.decode("latin-1")
+        for k, v in scope["headers"]
+        if k.decode("latin-1") in names
+    }
 
 
 # -- the answer's headers -----------------------------------------------------------------------
@@ -227,16 +235,28 @@ _SSE_HEADERS: Headers = [
 ]
 
 
-async def _send_stream(
-    send: Send, stream: RawStream, name: str, headers: Headers, watch: Watch
+async def send_stream(
+    send: Send,
+    stream: RawStream,
+    name: str,
+    headers: Headers,
+    watch: Watch,
+    tap: Callable[[bytes], None] | None = None,
 ) -> None:
+    """Send ``stream`` as SSE naming ``name`` (``tap`` sees each write's bytes)."""
+
     async def flush(parts: list[bytes]) -> None:
-        await send({"type": "http.response.body", "body": b"".join(parts), "more_body": True})
+        data = b"".join(parts)
+        if tap is not None:
+            tap(data)
+        await send({"type": "http.response.body", "body": data, "more_body": True})
 
     await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + headers})
     try:
         rest: list[bytes] = await batches(stream.sse(name), flush)
         tail = b"".join(rest)
+        if tap is not None and tail:
+            tap(tail)
     except Exception as exc:  # the family's error event was the last thing sent
         logger.warning("stream of %s broke after its first event: %s", name, exc)
         tail = b""
@@ -264,7 +284,7 @@ async def handle(
 
         async def respond(answer: RawAnswer | RawStream, headers: Headers, watch: Watch) -> None:
             if isinstance(answer, RawStream):
-                await _send_stream(send, answer, name, headers, watch)
+                await send_stream(send, answer, name, headers, watch)
                 return
             watch.finish()
             if ep.respond is not None:

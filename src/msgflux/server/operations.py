@@ -23,6 +23,7 @@ from msgflux.server.exchange import Exchange, closed, opened, settle
 from msgflux.server.limits import Limiter, MemoryLimiter
 from msgflux.server.metrics import ServerMetrics
 from msgflux.server.reload import Reloader, hangup_deferred
+from msgflux.server.responses_store import ResponseStore, make_store
 from msgflux.server.runtime import Runtime
 
 __all__ = ["Operations", "make_limiter"]
@@ -53,6 +54,8 @@ class Operations:
             (self.metrics.gateway.observe,) if self.metrics is not None else ()
         )
         self.limiter = make_limiter(config.server.state)
+        self.responses: ResponseStore = make_store(config.server.state, config.server.responses_ttl)
+        """Stored responses of the Responses API (shared through ``server.state``)."""
         self.access_log = config.server.access_log
         self.observing = self.metrics is not None or self.access_log
         """Someone reads the requests' status and timings (else ``send`` is not wrapped)."""
@@ -122,7 +125,10 @@ class Operations:
     def _swapped(self, old: Runtime, new: Runtime) -> None:
         if self.metrics is not None:
             self.metrics.watch(new, self.limiter)
-        state = new.config.server.state
+        state, ttl = new.config.server.state, new.config.server.responses_ttl
+        if state != old.config.server.state or ttl != old.config.server.responses_ttl:
+            stored, self.responses = self.responses, make_store(state, ttl)
+            self._spawn(stored.aclose())  # in memory, what it held is gone with it
         if state == old.config.server.state:
             return
         previous, self.limiter = self.limiter, make_limiter(state)
@@ -163,5 +169,6 @@ class Operations:
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
         await self.limiter.aclose()
+        await self.responses.aclose()
         if self.reloader is not None:
             self.reloader.close_all()

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from msgflux.server import admin, anthropic_api, health, openai_api
+from msgflux.server import admin, anthropic_api, health, openai_api, responses_api
 from msgflux.server.asgi import Receive, Scope, Send, send_json
 from msgflux.server.endpoints import Endpoint, authenticate, handle
 from msgflux.server.errors import HTTPError
@@ -73,6 +73,7 @@ ROUTES: dict[str, tuple[str, Handler]] = {
     **{ep.path: ("POST", _model(ep)) for ep in openai_api.ENDPOINTS},
     **{ep.path: ("POST", _model(ep)) for ep in anthropic_api.ENDPOINTS},
     anthropic_api.COUNT_TOKENS: ("POST", _count_tokens),
+    responses_api.ENDPOINT.path: ("POST", responses_api.create),
     "/models": ("GET", _models),
     "/health/liveness": ("GET", _liveness),
     "/health/readiness": ("GET", _readiness),
@@ -89,6 +90,9 @@ def resolve(path: str, method: str) -> Handler:
     if entry is None:
         if short.startswith("/models/"):
             return _model_card(short[len("/models/") :], method, path)
+        if short.startswith(responses_api.PREFIX):
+            handler: Handler = responses_api.item_route(short[len(responses_api.PREFIX) :], method)
+            return handler
         raise HTTPError(404, f"unknown path {path}", code="unknown_url")
     allowed, handler = entry
     if method != allowed:

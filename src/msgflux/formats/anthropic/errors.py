@@ -15,6 +15,7 @@ from msgflux.exceptions import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    is_overloaded,
 )
 from msgflux.formats.openai_chat import classify_openai_error
 
@@ -24,6 +25,7 @@ __all__ = [
     "error_body",
     "error_event",
     "error_type",
+    "interrupted_event",
 ]
 
 ERROR_STATUS = {
@@ -75,3 +77,9 @@ def error_body(kind: str, message: str) -> dict[str, Any]:
 def error_event(kind: str, message: str) -> bytes:
     """An ``error`` SSE event (the body of an error response is its ``data``)."""
     return b"event: error\ndata: " + orjson.dumps(error_body(kind, message)) + b"\n\n"
+
+
+def interrupted_event(exc: BaseException) -> bytes:
+    """The ``error`` event that ends a stream broken mid-way."""
+    kind = "overloaded_error" if is_overloaded(exc) else "api_error"
+    return error_event(kind, f"{type(exc).__name__}: {exc}")

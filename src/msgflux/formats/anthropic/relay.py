@@ -16,7 +16,11 @@ import orjson
 
 from msgflux._transport import status_error
 from msgflux.formats.anthropic.answer import FINISH_REASONS, anthropic_usage
-from msgflux.formats.anthropic.errors import ERROR_STATUS, classify_anthropic_error
+from msgflux.formats.anthropic.errors import (
+    ERROR_STATUS,
+    classify_anthropic_error,
+    interrupted_event,
+)
 from msgflux.formats.common import Who, bad
 
 __all__ = ["MessagesRelay"]
@@ -49,6 +53,9 @@ class MessagesRelay:
         self.usage: dict[str, Any] | None = None
         self.finish_reason: str | None = None
         self.done = False
+
+    def error(self, exc: BaseException) -> bytes:
+        return interrupted_event(exc)
 
     def text_of(self, event: str | None, data: bytes) -> str | None:
         if event != "content_block_delta" or b'"text_delta"' not in data:

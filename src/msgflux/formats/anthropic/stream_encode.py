@@ -11,9 +11,8 @@ from typing import Any
 
 import orjson
 
-from msgflux.exceptions import is_overloaded
 from msgflux.formats.anthropic.answer import STOP_REASONS, message_usage
-from msgflux.formats.anthropic.errors import error_event
+from msgflux.formats.anthropic.errors import interrupted_event
 
 __all__ = ["MessageEvents", "event"]
 
@@ -187,5 +186,4 @@ class MessageEvents:
 
     def error(self, exc: BaseException) -> bytes:
         """The event that ends a stream broken mid-way (Anthropic's ``error`` event)."""
-        kind = "overloaded_error" if is_overloaded(exc) else "api_error"
-        return error_event(kind, f"{type(exc).__name__}: {exc}")
+        return interrupted_event(exc)

@@ -19,6 +19,7 @@ from msgflux.exceptions import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    is_overloaded,
 )
 from msgflux.formats.common import Who
 from msgflux.formats.openai_chat import classify_openai_error
@@ -28,6 +29,7 @@ __all__ = [
     "classify_gemini_error",
     "error_body",
     "error_event",
+    "interrupted_event",
     "refine",
     "retry_delay",
     "status_word",
@@ -134,3 +136,8 @@ def error_body(status: int, message: str) -> dict[str, Any]:
 def error_event(status: int, message: str) -> bytes:
     """The SSE event of an error inside a stream (Gemini sends the error body as data)."""
     return b"data: " + orjson.dumps(error_body(status, message)) + b"\r\n\r\n"
+
+
+def interrupted_event(exc: BaseException) -> bytes:
+    """The event that ends a stream broken mid-way (the error body as data)."""
+    return error_event(503 if is_overloaded(exc) else 500, f"{type(exc).__name__}: {exc}")

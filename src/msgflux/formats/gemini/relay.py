@@ -20,7 +20,7 @@ import orjson
 
 from msgflux.formats.common import Who, bad, rename_model, swap_model
 from msgflux.formats.gemini.answer import FINISH_REASONS, gemini_usage
-from msgflux.formats.gemini.errors import stream_error
+from msgflux.formats.gemini.errors import interrupted_event, stream_error
 
 __all__ = ["GeminiRelay"]
 
@@ -126,6 +126,9 @@ class GeminiRelay:
         if self.model is not None:
             data = swap_model(data, payload, self.model, self._names, "modelVersion")
         return data, content
+
+    def error(self, exc: BaseException) -> bytes:
+        return interrupted_event(exc)
 
     def text_of(self, event: str | None, data: bytes) -> str | None:
         payload = orjson.loads(data)

@@ -11,9 +11,8 @@ from typing import Any
 
 import orjson
 
-from msgflux.exceptions import is_overloaded
 from msgflux.formats.gemini.answer import GEMINI_REASONS, function_call, usage_metadata
-from msgflux.formats.gemini.errors import error_event
+from msgflux.formats.gemini.errors import interrupted_event
 
 __all__ = ["GeminiStream"]
 
@@ -174,5 +173,4 @@ class GeminiStream:
 
     def error(self, exc: BaseException) -> bytes:
         """The event that ends a stream broken mid-way (Gemini's error body as data)."""
-        status = 503 if is_overloaded(exc) else 500
-        return error_event(status, f"{type(exc).__name__}: {exc}")
+        return interrupted_event(exc)

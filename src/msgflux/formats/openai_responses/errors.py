@@ -81,13 +81,14 @@ def _typed(error: dict[str, Any], who: Who) -> APIStatusError:
     )
 
 
-def error_event(message: str, code: str | None = None, param: str | None = None) -> bytes:
-    """An ``error`` SSE event (a stream that fails before its response exists; the message
-    scrubbed of every key the process knows). Its ``sequence_number`` is 0: it is the
-    stream's first and last event."""
+def error_event(
+    message: str, code: str | None = None, param: str | None = None, sequence_number: int = 0
+) -> bytes:
+    """An ``error`` SSE event (the message scrubbed of every key the process knows); its
+    ``sequence_number`` is 0 when it is the stream's first and last event."""
     data = {
         "type": "error",
-        "sequence_number": 0,
+        "sequence_number": sequence_number,
         "code": code,
         "message": scrub(message),
         "param": param,

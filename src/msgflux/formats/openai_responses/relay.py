@@ -6,7 +6,8 @@ time bounds), the usage and finish reason (``response.completed``/``incomplete``
 end, and the errors (``response.failed`` and ``error`` events, raised as their typed error).
 Deltas and part events, the bulk of a stream, are recognised by their event name and never
 parsed; only the ``response.*`` events that hold the whole response object are, which is also
-where the model is named, so only they are rewritten.
+where the model is named, so only they are rewritten. A stream broken after what was relayed
+ends with ``response.failed`` naming the response in progress, numbered next (:meth:`error`).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from typing import Any
 
 import orjson
 
+from msgflux._secrets import scrub
 from msgflux.formats.common import Who, bad
 from msgflux.formats.openai_responses.answer import canonical_usage
-from msgflux.formats.openai_responses.errors import event_error, response_error
+from msgflux.formats.openai_responses.errors import error_event, event_error, response_error
 
 __all__ = ["ResponsesRelay"]
 
@@ -78,7 +80,18 @@ def _finish(response: dict[str, Any], kind: str) -> str:
 class ResponsesRelay:
     """The :class:`~msgflux.formats.Relay` of a Responses API stream (module docstring)."""
 
-    __slots__ = ("_names", "done", "finish_reason", "model", "texts", "usage", "who")
+    __slots__ = (
+        "_names",
+        "_response",
+        "_seq",
+        "_since",
+        "done",
+        "finish_reason",
+        "model",
+        "texts",
+        "usage",
+        "who",
+    )
 
     def __init__(self, who: Who) -> None:
         self.who = who
@@ -88,6 +101,25 @@ class ResponsesRelay:
         self.usage: dict[str, Any] | None = None
         self.finish_reason: str | None = None
         self.done = False
+        self._response: dict[str, Any] | None = None
+        """The response object as the last event that held it had it."""
+        self._seq = 0
+        self._since = 0
+        """The next event's number is ``_seq + _since``: the last number read, and the
+        events relayed since (deltas are never parsed; OpenAI numbers every event)."""
+
+    def error(self, exc: BaseException) -> bytes:
+        message = scrub(f"{type(exc).__name__}: {exc}")
+        seq = self._seq + self._since
+        response = self._response
+        if response is None:
+            return error_event(message, "server_error", None, seq)
+        error = {"code": "server_error", "message": message}
+        failed = {**response, "status": "failed", "error": error}
+        if self.model is not None:
+            failed["model"] = self.model
+        data = {"type": "response.failed", "sequence_number": seq, "response": failed}
+        return b"event: response.failed\ndata: " + orjson.dumps(data) + b"\n\n"
 
     def text_of(self, event: str | None, data: bytes) -> str | None:
         if event != _TEXT and (event is not None or _TEXT.encode() not in data):
@@ -123,6 +155,7 @@ class ResponsesRelay:
         return self._rename(data, _parse(data, self.who), model)
 
     def feed(self, event: str | None, data: bytes) -> tuple[bytes | None, bool]:
+        self._since += 1
         payload: dict[str, Any] | None = None
         if event is None:  # a server that names its events only in the data
             payload = _parse(data, self.who)
@@ -140,10 +173,15 @@ class ResponsesRelay:
             return data, False  # part and .done events, keep-alives, hosted tools' progress
         if payload is None:
             payload = _parse(data, self.who)
+        seq = payload.get("sequence_number")
+        if type(seq) is int:
+            self._seq, self._since = seq, 1
         if event == "error":
             self.done = True
             raise event_error(payload, self.who)
         response = payload.get("response")
+        if type(response) is dict:
+            self._response = response
         if event in ("response.completed", "response.incomplete", "response.failed"):
             if type(response) is not dict:
                 raise bad(self.who, f"{event} needs a response object", data)

@@ -396,11 +396,14 @@ class CallState:
         )
         return self._next(now, dep)
 
-    def broken(self, partial: str, cause: BaseException, why: str) -> StreamInterruptedError:
+    def broken(self, partial: str | None, cause: BaseException, why: str) -> StreamInterruptedError:
+        """The error of a committed stream that broke (``partial``: the text it had sent,
+        None on a native lane, which relays events without reading their text)."""
         name = next((a.model_name for a in reversed(self.attempts) if a.skipped is None), None)
+        after = "its first event" if partial is None else f"{len(partial)} characters"
         return StreamInterruptedError(
-            f"stream from {name!r} broke after {len(partial)} characters: {why}",
-            partial=partial,
+            f"stream from {name!r} broke after {after}: {why}",
+            partial=partial or "",
             model_name=name,
             cause=cause,
         )

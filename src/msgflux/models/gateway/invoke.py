@@ -303,7 +303,11 @@ class RawCall(Invoker):
         with a translation policy of its own."""
         family_name = self._native
         if family_name is not None and dep.model.speaks(family_name):
-            return self._request(self.req, dep, step)
+            req = self._request(self.req, dep, step)
+            pinned = req.native_for
+            if pinned is not None and dep.name in pinned:
+                req = req.replace(native=pinned[dep.name])
+            return req
         req = self._request(self.canonical(), dep, step)
         if req.kind == CHAT_KIND:
             if req is self._canonical:

@@ -245,7 +245,7 @@ class RawStream(_Answered):
                     yield data
             yield out.end()
         except Exception as exc:
-            yield out.error(exc)
+            yield stream.relay.error(exc) if isinstance(stream, NativeStream) else out.error(exc)
             raise
 
     def sse_sync(self, model: str | None = None) -> Iterator[bytes]:
@@ -268,7 +268,7 @@ class RawStream(_Answered):
                     yield data
             yield out.end()
         except Exception as exc:
-            yield out.error(exc)
+            yield stream.relay.error(exc) if isinstance(stream, NativeStream) else out.error(exc)
             raise
 
     # -- the family's events as dicts ----------------------------------------------------------

@@ -295,7 +295,7 @@ def native_stream(
             stamp(call, stream, driver.by_name)
             gone = None
         else:
-            gone = error = call.broken("", how, f"{type(how).__name__}: {how}")
+            gone = error = call.broken(None, how, f"{type(how).__name__}: {how}")
         settle = _ended(driver, call, how, cancelled, stream)
         if is_async:
             driver.settle_soon(settle)

@@ -57,7 +57,7 @@ __all__ = [
     "classify_azure_error",
 ]
 
-AZURE = ProviderSpec("azure", None, vendor_fields=False)
+AZURE = ProviderSpec("azure", None, vendor_fields=False, responses=True)
 DEFAULT_API_VERSION = "2024-10-21"
 V1 = "v1"
 _VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?|v1")
@@ -242,6 +242,8 @@ class AzureModel(OpenAIModel):
                 root = "" if base.endswith("/openai") else "/openai"
                 if version == V1:
                     where = (f"{root}/v1{path}", "")
+                elif path == "/responses":  # one route for every deployment (model in the body)
+                    where = (f"{root}/responses", f"?api-version={version}")
                 else:
                     deployment = quote(self.model_id, safe="")
                     where = (f"{root}/deployments/{deployment}{path}", f"?api-version={version}")

@@ -12,7 +12,7 @@ from msgflux.models.registry import register
 
 __all__ = ["GROQ", "GroqChatCompletion", "GroqSpeechToText", "GroqTextToSpeech"]
 
-GROQ = ProviderSpec("groq", "https://api.groq.com/openai/v1")
+GROQ = ProviderSpec("groq", "https://api.groq.com/openai/v1", responses=True)
 
 
 @register("chat_completion", "groq")

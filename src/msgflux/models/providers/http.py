@@ -74,6 +74,10 @@ class ProviderSpec:
     """Send the fields other vendors put in the canonical messages (Anthropic's thinking blocks
     and ``cache_control``, Gemini's ``extra_content``, ...) as they are; False for APIs that
     refuse fields they do not define (OpenAI, Azure), which then get the portable messages."""
+    responses: bool = False
+    """The upstream also takes OpenAI's Responses API (``POST {base}/responses``) as it is: a
+    Responses request then takes the native lane (OpenAI, Azure, Groq, vLLM), where other
+    servers get it translated to chat completions."""
     api_key_env: str = dataclasses.field(init=False)
     base_url_env: str = dataclasses.field(init=False)
 
@@ -394,13 +398,13 @@ class HTTPModel(BaseModel):
         """Exactly one attempt (what a gateway calls): the native lane when the request
         carries a family the upstream speaks, else the adapter's translation."""
         native = req.native
-        if native is not None and native.family in self.families:
+        if native is not None and self.speaks(native.family):
             return self._send_native(req)
         return self._send_kind(req)
 
     async def asend(self, req: Request) -> Any:
         native = req.native
-        if native is not None and native.family in self.families:
+        if native is not None and self.speaks(native.family):
             return await self._asend_native(req)
         return await self._asend_kind(req)
 

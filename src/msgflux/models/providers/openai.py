@@ -22,6 +22,7 @@ from msgflux._time import Clock
 from msgflux._transport import AsyncEventStream, Endpoint, EventStream, Response
 from msgflux.exceptions import APIStatusError
 from msgflux.formats import CHAT as CHAT_FAMILY
+from msgflux.formats import RESPONSES
 from msgflux.formats.openai_chat import (
     VENDOR_MESSAGE_FIELDS,
     classify_openai_error,
@@ -72,7 +73,11 @@ __all__ = [
 ]
 
 OPENAI = ProviderSpec(
-    "openai", "https://api.openai.com/v1", max_tokens_field="auto", vendor_fields=False
+    "openai",
+    "https://api.openai.com/v1",
+    max_tokens_field="auto",
+    vendor_fields=False,
+    responses=True,
 )
 
 PATHS = {
@@ -354,8 +359,11 @@ class OpenAIChatCompletion(OpenAIModel, ChatCompletionModel):
             return "max_completion_tokens" if "api.openai.com" in base else "max_tokens"
         return field
 
+    def speaks(self, family: str) -> bool:
+        return family == CHAT_FAMILY or (family == RESPONSES and self.spec.responses)
+
     def _native_path(self, family: str, stream: bool) -> tuple[str, str]:
-        return PATHS[CHAT], ""
+        return ("/responses" if family == RESPONSES else PATHS[CHAT]), ""
 
     def _native_body(self, req: Request) -> bytes:
         """The client's body; for APIs that refuse fields they do not define (OpenAI, Azure),
@@ -364,7 +372,11 @@ class OpenAIChatCompletion(OpenAIModel, ChatCompletionModel):
         body first, so a body without them costs a few byte scans."""
         native = req.native
         assert native is not None
-        if self.spec.vendor_fields or not native.holds(*_VENDOR_MARKERS):
+        if (
+            self.spec.vendor_fields
+            or native.family != CHAT_FAMILY
+            or not native.holds(*_VENDOR_MARKERS)
+        ):
             return native.encoded(self.model_id)
         body = without_vendor_fields(native.body, req.translation, self.provider)
         return orjson.dumps({**body, "model": self.model_id})

@@ -15,7 +15,7 @@ from msgflux.models.registry import register
 
 __all__ = ["VLLM", "VLLMChatCompletion", "VLLMSpeechToText", "VLLMTextEmbedder"]
 
-VLLM = ProviderSpec("vllm", "http://localhost:8000/v1", api_key_required=False)
+VLLM = ProviderSpec("vllm", "http://localhost:8000/v1", api_key_required=False, responses=True)
 
 
 @register("chat_completion", "vllm")

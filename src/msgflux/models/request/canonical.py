@@ -91,6 +91,9 @@ class Request:
     """The request as its client sent it, in its API family (a native lane sends that)."""
     translation: Translation | None = None
     """This attempt's translation policy and what it dropped (a gateway's, per attempt)."""
+    native_for: dict[str, Native] | None = None
+    """Another form of the client's request for some deployments, by ``model_name`` (the one
+    whose upstream stored a conversation continues it there by id)."""
 
     def replace(self, **changes: Any) -> Request:
         return dataclasses.replace(self, **changes)
@@ -123,6 +126,7 @@ class Request:
             max_event_bytes,
             self.native,
             self.translation,
+            self.native_for,
         )
         return new
 
