@@ -1,15 +1,10 @@
-"""The server's pure parts: error mapping, key checks, batched stream reads."""
+"""The server's pure parts: error mapping, key checks."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import sys
-from collections.abc import AsyncIterator
-from typing import Any
 
 import orjson
-import pytest
 
 from msgflux.exceptions import (
     APIConnectionError,
@@ -22,7 +17,6 @@ from msgflux.exceptions import (
     RateLimitError,
 )
 from msgflux.server.auth import ANONYMOUS, KeyRing, credential
-from msgflux.server.batch import batches
 from msgflux.server.config import KeySpec
 from msgflux.server.errors import from_gateway, from_validation
 
@@ -112,97 +106,3 @@ def test_the_key_ring_finds_the_principal() -> None:
     assert ring.authenticate([(b"authorization", b"Bearer sk-alice-")]) is None
     assert ring.authenticate([]) is None
     assert KeyRing([]).authenticate([]) is ANONYMOUS
-
-
-# -- batched reads ------------------------------------------------------------------------------
-async def bursts(*groups: list[Any], pause: float = 0.005) -> AsyncIterator[Any]:
-    for group in groups:
-        await asyncio.sleep(pause)
-        for item in group:
-            yield item
-
-
-async def collect(source: AsyncIterator[Any]) -> list[list[Any]]:
-    out: list[list[Any]] = []
-
-    async def flush(batch: list[Any]) -> None:
-        out.append(list(batch))
-
-    rest = await batches(source, flush)
-    if rest:
-        out.append(rest)
-    return out
-
-
-async def test_items_ready_together_are_flushed_together() -> None:
-    assert await collect(bursts([1, 2, 3], [4], [5, 6])) == [[1, 2, 3], [4], [5, 6]]
-
-
-async def test_a_source_that_ends_after_a_wait_ends_cleanly() -> None:
-    async def source() -> AsyncIterator[int]:
-        yield 1
-        yield 2
-        await asyncio.sleep(0.005)  # like reading the final [DONE] in a read of its own
-
-    assert await collect(source()) == [[1, 2]]
-
-
-async def test_an_error_comes_after_the_items_before_it() -> None:
-    async def source() -> AsyncIterator[int]:
-        yield 1
-        yield 2
-        await asyncio.sleep(0.005)
-        raise ValueError("broke")
-
-    out: list[list[int]] = []
-
-    async def flush(batch: list[int]) -> None:
-        out.append(batch)
-
-    with pytest.raises(ValueError, match="broke"):
-        await batches(source(), flush)
-    assert out == [[1, 2]]
-
-
-async def test_a_cancellation_during_a_flush_reaches_the_pending_read() -> None:
-    cleaned: list[bool] = []
-
-    async def source() -> AsyncIterator[int]:
-        try:
-            yield 1
-            await asyncio.sleep(10)
-            yield 2
-        finally:
-            cleaned.append(True)
-
-    async def slow_flush(batch: list[int]) -> None:
-        await asyncio.sleep(10)
-
-    task = asyncio.ensure_future(batches(source(), slow_flush))
-    await asyncio.sleep(0.02)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert cleaned == [True]
-
-
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout is Python 3.11+")
-async def test_a_timeout_inside_the_read_fires_correctly_during_a_flush() -> None:
-    async def source() -> AsyncIterator[str]:
-        yield "first"
-        try:
-            async with asyncio.timeout(0.02):
-                await asyncio.sleep(10)
-        except TimeoutError:
-            yield "timed out"
-
-    out: list[list[str]] = []
-
-    async def slow_flush(batch: list[str]) -> None:
-        out.append(batch)
-        await asyncio.sleep(0.1)
-
-    rest = await batches(source(), slow_flush)
-    assert out == [["first"]] and rest == ["timed out"]
-    task = asyncio.current_task()
-    assert task is not None and task.cancelling() == 0

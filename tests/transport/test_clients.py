@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
 import orjson
 import pytest
 
 from msgflux import _transport
-from msgflux._transport import Endpoint, StreamTimeouts, aio
+from msgflux._transport import Endpoint, StreamTimeouts, wire
 from msgflux._transport.errors import error_class_for_status
 from msgflux.exceptions import (
     APIConnectionError,
@@ -224,49 +223,88 @@ async def test_closing_an_async_stream_early_closes_the_connection(upstream: Ups
     assert await upstream.await_for(lambda up: len(up.closed_early("chat")) == 1)
 
 
-# -- sessions ----------------------------------------------------------------------------------
-def test_each_event_loop_gets_its_own_session_closed_with_the_loop(upstream: Upstream) -> None:
-    seen: list[aiohttp.ClientSession] = []
+# -- connections per loop ----------------------------------------------------------------------
+def _idle(loop: asyncio.AbstractEventLoop) -> list[wire.Connection]:
+    pool = wire._pools[loop][0]
+    return [conn for stack in pool.idle.values() for conn in stack]
+
+
+async def test_an_async_connection_is_reused_across_calls(upstream: Upstream) -> None:
+    ep = endpoint(upstream)
+    await _transport.apost(ep, BODY)
+    (first,) = _idle(asyncio.get_running_loop())
+    for _ in range(3):
+        await _transport.apost(ep, BODY)
+        events = await _transport.apost_stream(ep, STREAM_BODY, ANY)
+        assert [e async for e in events]
+    assert _idle(asyncio.get_running_loop()) == [first] and not first.closed
+    assert upstream.count() == 7
+
+
+def test_each_event_loop_gets_its_own_connections_closed_with_the_loop(
+    upstream: Upstream,
+) -> None:
+    seen: list[list[wire.Connection]] = []
 
     async def call() -> None:
         await _transport.apost(endpoint(upstream), BODY)
-        seen.append(aio._sessions[asyncio.get_running_loop()])
+        seen.append(_idle(asyncio.get_running_loop()))
 
     asyncio.run(call())
     asyncio.run(call())
-    assert len(seen) == 2
-    assert seen[0] is not seen[1]
-    assert all(session.closed for session in seen)
+    assert len(seen) == 2 and seen[0] and seen[1] and seen[0][0] is not seen[1][0]
+    assert all(conn.closed for conns in seen for conn in conns)
+    assert not wire._pools
 
 
-async def test_session_is_reused_within_a_loop_and_reopened_after_aclose(
+async def test_aclose_closes_the_loops_connections_and_new_ones_open_after(
     upstream: Upstream,
 ) -> None:
     await _transport.apost(endpoint(upstream), BODY)
-    first = aio._sessions[asyncio.get_running_loop()]
-    await _transport.apost(endpoint(upstream), BODY)
-    assert aio._sessions[asyncio.get_running_loop()] is first
+    (first,) = _idle(asyncio.get_running_loop())
     await _transport.aclose()
     assert first.closed
     await _transport.apost(endpoint(upstream), BODY)
-    assert aio._sessions[asyncio.get_running_loop()] is not first
+    (second,) = _idle(asyncio.get_running_loop())
+    assert second is not first
 
 
-def test_a_replaced_session_is_still_closed_when_its_loop_ends(upstream: Upstream) -> None:
-    sessions: list[aiohttp.ClientSession] = []
-    loops: list[asyncio.AbstractEventLoop] = []
+async def test_a_reused_connection_the_server_closed_unanswered_is_replaced_once() -> None:
+    """The keep-alive race: the server closes an idle connection as the next request goes
+    out on it. That request never reached the application, so it goes once more on a new
+    connection; a new connection closed unanswered is a failure, not retried."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+    connections = 0
 
-    async def call() -> None:
-        await _transport.apost(endpoint(upstream), BODY)
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        served = 0
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                await reader.readexactly(len(BODY))
+                if served == 1 or connections == 3:  # closes as the next request comes
+                    break
+                writer.write(answer)
+                served += 1
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the client closed it
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    ep = endpoint(f"http://127.0.0.1:{port}/v1")
+    try:
+        await _transport.apost(ep, BODY)
+        assert (await _transport.apost(ep, BODY)).content == b"{}"  # replaced on connection 2
+        assert connections == 2
         await _transport.aclose()
-        await _transport.apost(endpoint(upstream), BODY)
-        loops.append(asyncio.get_running_loop())
-        sessions.append(aio._sessions[loops[0]])
-
-    asyncio.run(call())
-    assert sessions[0].closed
-    assert loops[0] not in aio._sessions
-    assert loops[0] not in aio._closers
+        with pytest.raises(APIConnectionError):
+            await _transport.apost(ep, BODY)  # connection 3, new: closed unanswered
+    finally:
+        await _transport.aclose()
+        server.close()
+        await server.wait_closed()
 
 
 def test_endpoint_repr_hides_headers_and_key() -> None:

@@ -11,13 +11,12 @@ import ssl
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
-import aiohttp
 import orjson
 import pytest
 import urllib3.exceptions
 
 from msgflux import _secrets
-from msgflux._transport import errors
+from msgflux._transport import errors, wire
 from msgflux.exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -161,7 +160,6 @@ def test_a_json_escaped_or_url_encoded_key_is_scrubbed_too() -> None:
 def _library_exception_types() -> set[type[BaseException]]:
     found: set[type[BaseException]] = set()
     for module, base in (
-        (aiohttp, aiohttp.ClientError),
         (urllib3.exceptions, urllib3.exceptions.HTTPError),
         (http.client, http.client.HTTPException),
     ):
@@ -180,6 +178,7 @@ def _library_exception_types() -> set[type[BaseException]]:
         socket.gaierror,
         ssl.SSLError,
         asyncio.TimeoutError,
+        wire.ProtocolError,
     }
     return found
 
@@ -196,17 +195,12 @@ def test_every_transport_exception_type_is_mapped(exc_type: type[BaseException])
     [
         (asyncio.TimeoutError, APITimeoutError),
         (TimeoutError, APITimeoutError),
-        (aiohttp.ServerTimeoutError, APITimeoutError),
-        (aiohttp.ConnectionTimeoutError, APITimeoutError),
-        (aiohttp.SocketTimeoutError, APITimeoutError),
         (urllib3.exceptions.ReadTimeoutError, APITimeoutError),
         (urllib3.exceptions.ConnectTimeoutError, APITimeoutError),
         (urllib3.exceptions.NewConnectionError, APIConnectionError),
         (urllib3.exceptions.NameResolutionError, APIConnectionError),
         (urllib3.exceptions.ProtocolError, APIConnectionError),
-        (aiohttp.ServerDisconnectedError, APIConnectionError),
-        (aiohttp.ClientPayloadError, APIConnectionError),
-        (aiohttp.ClientConnectorError, APIConnectionError),
+        (wire.ProtocolError, APIConnectionError),
         (ConnectionRefusedError, APIConnectionError),
         (http.client.RemoteDisconnected, APIConnectionError),
     ],

@@ -1,4 +1,5 @@
-"""The transport: the only code that imports an HTTP library (aiohttp, urllib3).
+"""The transport: the only code that speaks HTTP to upstreams (urllib3 for the sync client, our
+own HTTP/1.1 over asyncio, :mod:`.wire`, for the async one).
 
 Providers use it through this surface:
 

@@ -1,25 +1,20 @@
-"""The async client: aiohttp, one ``ClientSession`` per event loop, bounded by loop timers.
+"""The async client: HTTP/1.1 over asyncio (:mod:`.wire`), a keep-alive pool per event loop.
 
-The session is created on first use and closed when its loop shuts down (``asyncio.run`` and
-pytest-asyncio finalise async generators, and a small one owns the session), so keep-alive
-connections are pooled and no session outlives or leaks across loops. Bodies are read raw
-(``auto_decompress=False``) and inflated by :mod:`.body` within their byte budget.
-
-A whole answer is bounded by aiohttp's total timeout. A stream is bounded by one loop timer
-per stream: it fires at the stream's current deadline (first-chunk bound, then idle bound
-after each content chunk, never past the total bound) and closes the connection, which wakes
-the pending read; the read then fails as :class:`APITimeoutError`.
+Bodies arrive raw and are inflated by :mod:`.body` within their byte budget. A whole answer is
+bounded by one timeout around it. A stream is bounded by one loop timer per stream: it fires at
+the stream's current deadline (first-chunk bound, then idle bound after each content chunk,
+never past the total bound) and closes the connection, which wakes the pending read; the read
+then fails as :class:`APITimeoutError`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import TypeVar
 
-import aiohttp
-
+from msgflux._transport import wire
 from msgflux._transport.body import SLICE, BodyTooLarge, Inflater
 from msgflux._transport.endpoint import (
     DEFAULT_TIMEOUT,
@@ -30,83 +25,15 @@ from msgflux._transport.endpoint import (
 from msgflux._transport.sse import Event, SSEDecoder
 from msgflux._transport.sync import Response
 
-__all__ = ["CONNECTIONS_PER_LOOP", "AsyncEventStream", "aclose", "apost", "apost_stream"]
-
-CONNECTIONS_PER_LOOP = 256
-"""aiohttp connection limit per event loop (all hosts together)."""
+__all__ = ["AsyncEventStream", "aclose", "apost", "apost_stream"]
 
 _DRAIN_SECONDS = 0.1
 T = TypeVar("T")
 
-_sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
-_closers: dict[
-    asyncio.AbstractEventLoop, tuple[aiohttp.ClientSession, AsyncGenerator[None, None]]
-] = {}
-_timeouts: dict[float, aiohttp.ClientTimeout] = {}
-_stream_timeouts: dict[float, aiohttp.ClientTimeout] = {}
-
-
-async def _session() -> aiohttp.ClientSession:
-    loop = asyncio.get_running_loop()
-    session = _sessions.get(loop)
-    if session is None or session.closed:
-        session = await _open_session(loop)
-    return session
-
-
-async def _open_session(loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(limit=CONNECTIONS_PER_LOOP, ttl_dns_cache=300)
-    session = aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(total=None),
-        skip_auto_headers=("User-Agent", "Accept-Encoding"),
-        auto_decompress=False,
-    )
-    closer = _close_at_shutdown(loop, session)
-    _sessions[loop] = session
-    _closers[loop] = (session, closer)
-    await closer.__anext__()
-    return session
-
-
-async def _close_at_shutdown(
-    loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSession
-) -> AsyncGenerator[None, None]:
-    """Parked async generator: the loop's ``shutdown_asyncgens()`` resumes it to close."""
-    try:
-        yield
-    finally:
-        if _sessions.get(loop) is session:
-            del _sessions[loop]
-        entry = _closers.get(loop)
-        if entry is not None and entry[0] is session:
-            del _closers[loop]
-        await session.close()
-
 
 async def aclose() -> None:
-    """Close the running loop's session now (it is reopened on the next request)."""
-    loop = asyncio.get_running_loop()
-    entry = _closers.get(loop)
-    if entry is not None:
-        await entry[1].aclose()
-    session = _sessions.pop(loop, None)
-    if session is not None:
-        await session.close()
-
-
-def _total_timeout(seconds: float) -> aiohttp.ClientTimeout:
-    value = _timeouts.get(seconds)
-    if value is None:
-        value = _timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
-    return value
-
-
-def _connect_timeout(seconds: float) -> aiohttp.ClientTimeout:
-    value = _stream_timeouts.get(seconds)
-    if value is None:
-        value = _stream_timeouts[seconds] = aiohttp.ClientTimeout(total=None, sock_connect=seconds)
-    return value
+    """Close the running loop's connections now (new ones open on the next request)."""
+    await wire.close_pool()
 
 
 if sys.version_info >= (3, 11):
@@ -121,46 +48,42 @@ else:  # pragma: no cover - Python 3.10
         return await asyncio.wait_for(aw, seconds)
 
 
-async def _read_all(resp: aiohttp.ClientResponse, limit: int, truncate: bool = False) -> bytes:
-    headers = resp.headers
-    encoding = headers.get("Content-Encoding")
-    length = resp.content_length
-    if encoding is None and length is not None and length <= limit:
-        # A plain body whose size is announced and within the cap: read it in one go (aiohttp
-        # stops at Content-Length, so it cannot grow past what was checked here).
-        return await resp.read()
-    inflater = Inflater(encoding, limit)
-    out = bytearray()
-    content = resp.content
+async def _read_all(answer: wire.Answer, limit: int, truncate: bool = False) -> bytes:
+    """The whole body, decoded, at most ``limit`` bytes (more raises :class:`BodyTooLarge`,
+    or with ``truncate`` is cut there)."""
+    inflater = Inflater(answer.headers.get("content-encoding"), limit)
+    parts: list[bytes] = []
     try:
-        while raw := await content.readany():
-            for piece in inflater.feed(raw):
-                out += piece
-        out += inflater.flush()
+        while raw := await answer.readany():
+            parts.extend(inflater.feed(raw))
+        parts.append(inflater.flush())
     except BodyTooLarge:
         if not truncate:
             raise
-    return bytes(out[:limit])
+        return b"".join(parts)[:limit]
+    return b"".join(parts)
+
+
+async def _exchange(ep: Endpoint, body: bytes) -> tuple[int, Mapping[str, str], bytes]:
+    answer = await wire.request(ep._origin, ep._head, body)
+    try:
+        status = answer.status
+        if status >= 300:
+            data = await _read_all(answer, MAX_ERROR_BODY, truncate=True)
+        else:
+            data = await _read_all(answer, ep.limits.max_response_bytes)
+    except BaseException:
+        answer.close()
+        raise
+    answer.release()
+    return status, answer.headers, data
 
 
 async def apost(ep: Endpoint, body: bytes, timeout: float | None = None) -> Response:
     """Async form of :func:`msgflux._transport.sync.post`."""
     seconds = DEFAULT_TIMEOUT if timeout is None else timeout
-    session = _sessions.get(asyncio.get_running_loop()) or await _session()
     try:
-        async with session.post(
-            ep._yurl,
-            data=body,
-            headers=ep._aheaders,
-            timeout=_total_timeout(seconds),
-            allow_redirects=False,
-        ) as resp:
-            status = resp.status
-            if status >= 300:
-                data = await _read_all(resp, MAX_ERROR_BODY, truncate=True)
-            else:
-                data = await _read_all(resp, ep.limits.max_response_bytes)
-            headers = resp.headers
+        status, headers, data = await _within(_exchange(ep, body), seconds)
     except Exception as exc:
         raise ep.failure(exc, False, f"timed out after {seconds:g}s") from exc
     if status >= 300:
@@ -178,6 +101,7 @@ class AsyncEventStream:
         "_decoder",
         "_end",
         "_ep",
+        "_gap",
         "_handle",
         "_idle",
         "_inflater",
@@ -192,7 +116,7 @@ class AsyncEventStream:
     def __init__(
         self,
         ep: Endpoint,
-        resp: aiohttp.ClientResponse,
+        resp: wire.Answer,
         timeouts: StreamTimeouts,
         started: float,
         loop: asyncio.AbstractEventLoop,
@@ -204,11 +128,12 @@ class AsyncEventStream:
         self._end = float("inf") if timeouts.total is None else started + timeouts.total
         self._at = started + timeouts.first_chunk
         self._why = f"no content within first_chunk_timeout={timeouts.first_chunk:g}s"
+        self._gap = False
         self._closed = False
         self.fired = False
         self.headers: Mapping[str, str] = resp.headers
         limits = ep.limits
-        self._inflater = Inflater(resp.headers.get("Content-Encoding"), limits.max_response_bytes)
+        self._inflater = Inflater(resp.headers.get("content-encoding"), limits.max_response_bytes)
         self._decoder = SSEDecoder(limits.max_event_bytes)
         self._scheduled = self._at
         self._handle: asyncio.TimerHandle | None = loop.call_at(self._at, self._check)
@@ -237,7 +162,9 @@ class AsyncEventStream:
     def content(self) -> None:
         idle_at = self._loop.time() + self._idle
         if idle_at < self._end:
-            self._why = f"no content for idle_timeout={self._idle:g}s"
+            if not self._gap:  # the first content: from now on, the idle bound
+                self._gap = True
+                self._why = f"no content for idle_timeout={self._idle:g}s"
             self._move(idle_at)
         else:
             self._why = "the stream did not end before the deadline"
@@ -261,7 +188,7 @@ class AsyncEventStream:
         if self._closed:
             return None
         try:
-            raw = await self._resp.content.readany()
+            raw = await self._resp.readany()
             if not raw:
                 if self.fired:
                     raise self._ep.timed_out(self._why)
@@ -286,7 +213,7 @@ class AsyncEventStream:
         self._move(min(self._at, self._loop.time() + _DRAIN_SECONDS))
         try:
             drained = 0
-            while raw := await self._resp.content.readany():
+            while raw := await self._resp.readany():
                 drained += len(raw)
                 if drained > SLICE:
                     raise OSError("too much data after the end of the stream")
@@ -314,26 +241,16 @@ async def apost_stream(ep: Endpoint, body: bytes, timeouts: StreamTimeouts) -> A
     """Async form of :func:`msgflux._transport.sync.post_stream`."""
     loop = asyncio.get_running_loop()
     started = loop.time()
-    session = _sessions.get(loop) or await _session()
     why = f"no content within first_chunk_timeout={timeouts.first_chunk:g}s"
-    resp: aiohttp.ClientResponse | None = None
+    resp: wire.Answer | None = None
     try:
-        resp = await _within(
-            session.post(
-                ep._yurl,
-                data=body,
-                headers=ep._aheaders,
-                timeout=_connect_timeout(timeouts.first_chunk),
-                allow_redirects=False,
-            ),
-            timeouts.first_chunk,
-        )
+        resp = await _within(wire.request(ep._origin, ep._head, body), timeouts.first_chunk)
         left = started + timeouts.first_chunk - loop.time()
         if resp.status >= 300:
             data = await _within(_read_all(resp, MAX_ERROR_BODY, truncate=True), max(left, 0))
             resp.release()
             ep.raise_status(resp.status, data, resp.headers)
-        ctype = resp.headers.get("Content-Type") or ""
+        ctype = resp.headers.get("content-type") or ""
         if not ctype.lower().startswith("text/event-stream"):
             sample = await _within(_read_all(resp, 500, truncate=True), max(left, 0))
             ep.check_event_stream(resp.headers, sample)

@@ -14,8 +14,6 @@ from collections.abc import Mapping
 from typing import Any, NoReturn
 
 import urllib3
-from multidict import CIMultiDict
-from yarl import URL
 
 from msgflux import _secrets
 from msgflux._transport.body import (
@@ -26,6 +24,7 @@ from msgflux._transport.body import (
 )
 from msgflux._transport.errors import Classify, status_error, transport_error
 from msgflux._transport.sse import DEFAULT_MAX_EVENT_BYTES, EventTooLarge
+from msgflux._transport.wire import origin_of, request_head
 from msgflux.exceptions import (
     APIResponseValidationError,
     APITimeoutError,
@@ -114,10 +113,11 @@ class Endpoint:
     """
 
     __slots__ = (
-        "_aheaders",
+        "_head",
+        "_host",
+        "_origin",
         "_path",
         "_pool",
-        "_yurl",
         "classify",
         "headers",
         "limits",
@@ -146,9 +146,8 @@ class Endpoint:
         self.model_id = model_id
         self.limits = limits
         self.classify = classify
-        self._yurl = URL(url)
-        self._aheaders = CIMultiDict(self.headers)
-        self._path = self._yurl.raw_path_qs
+        self._origin, self._path, self._host = origin_of(url)
+        self._head = request_head(self._path, self._host, self.headers)
         self._pool: urllib3.HTTPConnectionPool | None = None
 
     def __repr__(self) -> str:
@@ -168,7 +167,7 @@ class Endpoint:
         headers.update(extra)
         ep = self._copy()
         ep.headers = headers
-        ep._aheaders = CIMultiDict(headers)
+        ep._head = request_head(self._path, self._host, headers)
         return ep
 
     def with_limits(self, limits: Limits) -> Endpoint:

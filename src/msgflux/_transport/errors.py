@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import aiohttp
 import orjson
 import urllib3.exceptions
 
@@ -82,7 +81,7 @@ def error_class_for_status(status: int) -> type[APIStatusError]:
 
 
 def header(headers: Mapping[str, str] | None, name: str) -> str | None:
-    """Case-insensitive header lookup (aiohttp and urllib3 maps are; plain dicts are not)."""
+    """Case-insensitive header lookup (the clients' maps are; plain dicts are not)."""
     if not headers:
         return None
     value: str | None = headers.get(name)
@@ -205,10 +204,8 @@ _TIMEOUTS: tuple[type[BaseException], ...] = (
     TimeoutError,
     asyncio.TimeoutError,
     urllib3.exceptions.TimeoutError,
-    aiohttp.ServerTimeoutError,
 )
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    aiohttp.ClientError,
     urllib3.exceptions.HTTPError,
     http.client.HTTPException,
     OSError,

@@ -26,6 +26,7 @@ elsewhere.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
@@ -39,7 +40,7 @@ from msgflux._secrets import scrub
 if TYPE_CHECKING:
     from msgflux.server.exchange import Exchange
 
-__all__ = ["configure", "line", "log"]
+__all__ = ["configure", "flush", "line", "log"]
 
 _PATH_LIMIT = 200
 _write: Callable[[bytes], Any] | None = None
@@ -121,10 +122,41 @@ def _line(exchange: Exchange) -> bytes:
     return text.encode() if clean is text else clean.encode()
 
 
+_BATCH = 3584
+"""Bytes of lines written at once at most: under PIPE_BUF (4096), so a write of several
+lines is still whole when workers share the descriptor."""
+_pending: list[bytes] = []
+_pending_bytes = [0]
+
+
 def log(exchange: Exchange) -> None:
-    write = _write
-    if write is not None:
-        write(_line(exchange) + b"\n")
+    """Log ``exchange``: its line is written at the end of the event loop's current pass, with
+    the other lines of that pass (one write for many requests under load), or at once outside
+    an event loop or past :data:`_BATCH` bytes."""
+    if _write is None:
+        return
+    data = _line(exchange) + b"\n"
+    if not _pending:
+        try:
+            asyncio.get_running_loop().call_soon(flush)
+        except RuntimeError:
+            _write(data)
+            return
+    _pending.append(data)
+    _pending_bytes[0] += len(data)
+    if _pending_bytes[0] >= _BATCH:
+        flush()
+
+
+def flush() -> None:
+    """Write the lines waiting for the end of the loop's pass."""
+    if not _pending:
+        return
+    data = b"".join(_pending)
+    _pending.clear()
+    _pending_bytes[0] = 0
+    if _write is not None:
+        _write(data)
 
 
 def configure(enabled: bool = True, stream: IO[bytes] | None = None) -> None:

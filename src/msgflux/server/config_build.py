@@ -84,8 +84,14 @@ SERVER_KEYS = (
     "keys",
     "metrics",
     "access_log",
+    "header_timeout",
+    "body_timeout",
+    "send_timeout",
+    "keep_alive",
+    "max_connections",
     "responses_ttl",
 )
+_CLIENT_TIMEOUTS = ("header_timeout", "body_timeout", "send_timeout", "keep_alive")
 CLIENT_KEY_KEYS = ("name", "key", "key_sha256", "models", "admin", *LIMIT_KEYS)
 GATEWAY_EXTRA_KEYS = ("type", "models")
 
@@ -317,9 +323,15 @@ def _server(raw: Any, gateways: Mapping[str, GatewaySpec]) -> ServerSettings:
         out["state"] = _state_url(typed(spec["state"], "state"), "server.state")
     if spec.get("max_body_bytes") is not None:
         out["max_body_bytes"] = as_int(spec["max_body_bytes"], "server.max_body_bytes", 1, 1 << 34)
-    for key in ("shutdown_grace", "drain_delay", "responses_ttl"):
+    for key in ("shutdown_grace", "drain_delay", "responses_ttl", *_CLIENT_TIMEOUTS):
         if spec.get(key) is not None:
             out[key] = as_seconds(spec[key], f"server.{key}")
+            if key in _CLIENT_TIMEOUTS and out[key] <= 0:
+                raise ConfigError(f"server.{key}", "must be a number of seconds > 0, got 0")
+    if spec.get("max_connections") is not None:
+        out["max_connections"] = as_int(
+            spec["max_connections"], "server.max_connections", 1, 1 << 20
+        )
     for key in ("metrics", "access_log"):
         if spec.get(key) is not None:
             out[key] = as_bool(spec[key], f"server.{key}")

@@ -108,6 +108,16 @@ class ServerSettings:
     """Serve ``GET /metrics`` (and count what it shows)."""
     access_log: bool = True
     """One JSON line per request on the ``msgflux.server.access`` logger."""
+    header_timeout: float = 30.0
+    """Seconds a client has to send a request's headers (from its first byte)."""
+    body_timeout: float = 30.0
+    """Seconds a request body may stall (no byte) before a 408."""
+    send_timeout: float = 60.0
+    """Seconds a client may read nothing of its answer before it is cut off."""
+    keep_alive: float = 15.0
+    """Seconds an idle connection is kept between requests."""
+    max_connections: int = 4096
+    """Open client connections per worker (capped at ``ulimit -n`` less 64)."""
     responses_ttl: float = DEFAULT_RESPONSES_TTL
     """Seconds a stored response (``POST /v1/responses`` with ``store``) is kept; 0 keeps
     none."""
@@ -186,6 +196,11 @@ def plan(config: ServerConfig) -> dict[str, Any]:
             "drain_delay": server.drain_delay,
             "metrics": server.metrics,
             "access_log": server.access_log,
+            "header_timeout": server.header_timeout,
+            "body_timeout": server.body_timeout,
+            "send_timeout": server.send_timeout,
+            "keep_alive": server.keep_alive,
+            "max_connections": server.max_connections,
             "responses_ttl": server.responses_ttl,
             "keys": keys or "none (loopback only)",
         },

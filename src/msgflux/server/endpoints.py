@@ -47,7 +47,6 @@ from msgflux.server.asgi import (
     send_bytes,
 )
 from msgflux.server.auth import Principal
-from msgflux.server.batch import batches
 from msgflux.server.errors import HTTPError, from_gateway, from_validation
 from msgflux.server.runtime import Route, Runtime
 
@@ -243,25 +242,18 @@ async def send_stream(
     watch: Watch,
     tap: Callable[[bytes], None] | None = None,
 ) -> None:
-    """Send ``stream`` as SSE naming ``name`` (``tap`` sees each write's bytes)."""
-
-    async def flush(parts: list[bytes]) -> None:
-        data = b"".join(parts)
-        if tap is not None:
-            tap(data)
-        await send({"type": "http.response.body", "body": data, "more_body": True})
-
+    """Send ``stream`` as SSE naming ``name`` (``tap`` sees each write's bytes). Events that
+    arrive together leave together: the server writes what one pass of its loop sent at once."""
     await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + headers})
     try:
-        rest: list[bytes] = await batches(stream.sse(name), flush)
-        tail = b"".join(rest)
-        if tap is not None and tail:
-            tap(tail)
+        async for data in stream.sse(name):
+            if tap is not None:
+                tap(data)
+            await send({"type": "http.response.body", "body": data, "more_body": True})
     except Exception as exc:  # the family's error event was the last thing sent
         logger.warning("stream of %s broke after its first event: %s", name, exc)
-        tail = b""
     watch.finish()
-    await send({"type": "http.response.body", "body": tail, "more_body": False})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 # -- the request path ---------------------------------------------------------------------------

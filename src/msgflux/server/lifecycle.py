@@ -1,4 +1,5 @@
-"""Running the server: checks before binding, one uvicorn server per process, graceful drain.
+"""Running the server: checks before binding, one HTTP/1.1 listener per process (:mod:`.http1`),
+graceful drain.
 
 ``serve()`` refuses to start when the setup is unsafe or would silently misbehave:
 
@@ -18,16 +19,15 @@ streams must not be cut), then the gateways close and the process exits 0.
 
 from __future__ import annotations
 
+import asyncio
 import gc
-import importlib.util
 import logging
-import math
+import resource
+import signal
 import socket
 import sys
-import time
-from types import FrameType
-
-import uvicorn
+from collections.abc import Coroutine
+from typing import Any
 
 from msgflux.server import access_log
 from msgflux.server.app import App
@@ -38,12 +38,12 @@ from msgflux.server.config import (
     ServerConfig,
     is_loopback,
 )
+from msgflux.server.http1 import ClientBounds, Serving
 from msgflux.server.operations import Operations
 from msgflux.server.reload import check_workers, defer_hangups
 from msgflux.server.runtime import build_runtime
 
 __all__ = [
-    "DrainingServer",
     "StartupError",
     "Target",
     "bind",
@@ -121,47 +121,79 @@ def bind(host: str, port: int, *, reuse_port: bool, listen: bool = True) -> sock
     return sock
 
 
-class DrainingServer(uvicorn.Server):
-    """uvicorn's server with the drain of the module docstring and exit 0 after it."""
-
-    def __init__(self, config: uvicorn.Config, app: App, drain_delay: float) -> None:
-        super().__init__(config)
-        self.app = app
-        self.drain_delay = drain_delay
-        self._drain_at: float | None = None
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        # Not recorded for re-raising (uvicorn would die of the signal after a clean drain).
-        if self._drain_at is not None:
-            self.force_exit = True  # a second signal: stop waiting for requests in flight
-            self.should_exit = True
-            return
-        self.app.draining = True
-        self._drain_at = time.monotonic() + self.drain_delay
-        logger.info("draining: readiness is 503, closing the listener in %gs", self.drain_delay)
-        if self.drain_delay <= 0:
-            self.should_exit = True
-
-    async def on_tick(self, counter: int) -> bool:
-        if self._drain_at is not None and time.monotonic() >= self._drain_at:
-            self.should_exit = True
-        return await super().on_tick(counter)
+FD_RESERVE = 64
+"""Descriptors a worker keeps for itself (upstream connections, logs, Redis) below
+``ulimit -n`` when it caps its client connections."""
 
 
-def _uvicorn_config(app: App, config: ServerConfig) -> uvicorn.Config:
-    has = importlib.util.find_spec
-    return uvicorn.Config(
-        app,
-        http="httptools" if has("httptools") else "h11",
-        loop="uvloop" if has("uvloop") else "asyncio",
-        lifespan="on",
-        access_log=False,
-        log_config=None,
-        server_header=False,
-        proxy_headers=False,
-        timeout_keep_alive=15,
-        timeout_graceful_shutdown=math.ceil(config.server.shutdown_grace),
+def client_bounds(config: ServerConfig) -> ClientBounds:
+    """The config's client bounds, ``max_connections`` lowered to what ``ulimit -n`` allows
+    (each connection is a descriptor; running out of them would fail accepts and upstream
+    calls alike)."""
+    settings = config.server
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    cap = settings.max_connections
+    if soft != resource.RLIM_INFINITY and cap > soft - FD_RESERVE:
+        logger.warning(
+            "server.max_connections=%d is over ulimit -n (%d) less %d: capping it at %d",
+            cap,
+            soft,
+            FD_RESERVE,
+            max(soft - FD_RESERVE, 1),
+        )
+        cap = max(soft - FD_RESERVE, 1)
+    return ClientBounds(
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+        send_timeout=settings.send_timeout,
+        keep_alive=settings.keep_alive,
+        max_connections=cap,
     )
+
+
+async def _serve(app: App, sock: socket.socket, config: ServerConfig) -> None:
+    """Serve ``sock`` until a signal has drained the process (see the module docstring)."""
+    loop = asyncio.get_running_loop()
+    serving = Serving(app, loop, client_bounds(config))
+    server = await loop.create_server(serving.protocol, sock=sock, backlog=2048)
+    stop = asyncio.Event()
+
+    def on_signal() -> None:
+        if app.draining:  # a second signal: stop waiting for requests in flight
+            logger.warning("second signal: cutting %d requests in flight", serving.active)
+            serving.cut()
+            stop.set()
+            return
+        app.draining = True
+        delay = config.server.drain_delay
+        logger.info("draining: readiness is 503, closing the listener in %gs", delay)
+        loop.call_later(max(delay, 0.0), stop.set)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    app.ops.started()
+    try:
+        await stop.wait()
+        server.close()
+        await serving.drain(config.server.shutdown_grace)
+    finally:
+        await app.aclose()
+        access_log.flush()
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on uvloop when it is installed, else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main)
+    else:  # pragma: no cover - Python 3.10
+        uvloop.install()
+        asyncio.run(main)
 
 
 def run_worker(
@@ -178,10 +210,9 @@ def run_worker(
         raise
     app = App(runtime, ops)
     tune_gc()
-    server = DrainingServer(_uvicorn_config(app, config), app, config.server.drain_delay)
     if announce:
         print_listening(config, target, sock.getsockname()[1])
-    server.run(sockets=[sock])
+    _run(_serve(app, sock, config))
     return 0
 
 
@@ -234,11 +265,10 @@ def serve(
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    """One stderr handler for the server's and uvicorn's messages (never a request body)."""
+    """One stderr handler for the server's messages (never a request body)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    for name in ("msgflux", "uvicorn"):
-        log = logging.getLogger(name)
-        log.handlers[:] = [handler]
-        log.setLevel(level if name == "msgflux" else logging.WARNING)
-        log.propagate = False
+    log = logging.getLogger("msgflux")
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False

@@ -10,6 +10,7 @@ parsed; only ``message_start`` names the model, so only it is rewritten.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -25,7 +26,8 @@ from msgflux.formats.common import Who, bad
 
 __all__ = ["MessagesRelay"]
 
-_EMPTY = (b'"text":""', b'"text": ""', b'"partial_json":""', b'"partial_json": ""')
+_EMPTY = re.compile(rb'"(?:text|partial_json)": ?""').search
+"""Finds an empty delta (a delta that is not content)."""
 """A delta holding one of these carries nothing (some servers send empty first deltas)."""
 _CONTENT_BLOCKS = (b'"tool_use"', b'"server_tool_use"', b'"redacted_thinking"')
 
@@ -80,7 +82,7 @@ class MessagesRelay:
                 text = self.text_of(event, data)
                 if text:
                     self.texts.append(text)
-            return data, not any(empty in data for empty in _EMPTY)
+            return data, _EMPTY(data) is None
         if event == "content_block_start":
             if any(kind in data for kind in _CONTENT_BLOCKS):
                 return data, True

@@ -12,6 +12,7 @@ ends with ``response.failed`` naming the response in progress, numbered next (:m
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -52,7 +53,8 @@ _RESPONSES = frozenset(
 """Events that hold the whole response object (and so its model)."""
 _ITEMS = (b'"type":"message"', b'"type": "message"', b'"type":"reasoning"', b'"type": "reasoning"')
 """An added item of these types carries nothing yet; any other (a call) is content."""
-_EMPTY = (b'"delta":""', b'"delta": ""')
+_EMPTY = re.compile(rb'"delta": ?""').search
+"""Finds an empty delta (a delta that is not content)."""
 
 
 def _parse(data: bytes, who: Who) -> dict[str, Any]:
@@ -166,7 +168,7 @@ class ResponsesRelay:
                 text = self.text_of(event, data)
                 if text:
                     self.texts.append(text)
-            return data, not any(empty in data for empty in _EMPTY)
+            return data, _EMPTY(data) is None
         if event == "response.output_item.added":
             return data, not any(kind in data for kind in _ITEMS)
         if event not in _RESPONSES and event != "error":

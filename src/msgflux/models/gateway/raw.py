@@ -322,6 +322,11 @@ def _chat() -> Family:
 
 def _encode(batch: list[Event]) -> bytes:
     """Relayed events as SSE, each as the upstream framed it (its name, its data)."""
+    if len(batch) == 1:
+        name, data = batch[0]
+        if name is None:
+            return b"data: " + data + b"\n\n"
+        return b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"
     return b"".join(
         b"data: " + data + b"\n\n"
         if name is None
