@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import re
 import ssl
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from typing import Any
@@ -42,6 +43,7 @@ __all__ = [
     "Pool",
     "ProtocolError",
     "close_pool",
+    "header_fields",
     "origin_of",
     "pool",
     "request",
@@ -65,6 +67,21 @@ class ProtocolError(ConnectionError):
     short): the answer is lost, a connection error."""
 
 
+_FIELD = r"\r\n([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\r\n]*)(?=\r\n|\Z)"
+_TEXT_FIELDS = re.compile(_FIELD).findall
+_BYTE_FIELDS = re.compile(_FIELD.encode()).findall
+
+
+def header_fields(head: bytes) -> list[tuple[bytes, bytes]] | None:
+    """The ``(name, value)`` fields of a head (its first line left out), values without the
+    spaces around them; None when any line is malformed: no colon, a name that is not a
+    token, a folded line, a bare CR or LF. One regex pass over the whole head."""
+    fields = _BYTE_FIELDS(head)
+    if len(fields) != head.count(b"\r\n"):
+        return None
+    return [(name, value.rstrip(b" \t")) for name, value in fields]
+
+
 class Headers(Mapping[str, str]):
     """An answer's headers: names matched case-insensitively; a repeated header's values
     joined with ``", "`` (``items()`` yields them as sent, one per line)."""
@@ -78,6 +95,14 @@ class Headers(Mapping[str, str]):
             key = name.lower()
             found[key] = f"{found[key]}, {value}" if key in found else value
         self._map = found
+
+    @classmethod
+    def of(cls, head: str) -> Headers | None:
+        """The fields of a whole head (see :func:`header_fields`), or None."""
+        raw = _TEXT_FIELDS(head)
+        if len(raw) != head.count("\r\n"):
+            return None
+        return cls([(name, value.rstrip(" \t")) for name, value in raw])
 
     def __getitem__(self, name: str) -> str:
         return self._map[name.lower()]
@@ -336,37 +361,36 @@ class Answer:
                 break
         self._buf = buf[pos:] if pos < len(buf) else b""
 
-    def _head(self, head: bytes) -> None:
-        lines = head.split(b"\r\n")
-        status_line = lines[0]
-        version, _, rest = status_line.partition(b" ")
-        code = rest[:3]
-        if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit():
+    def _head(self, raw: bytes) -> None:
+        head = raw.decode("latin-1")
+        end = head.find("\r\n")
+        status_line = head if end < 0 else head[:end]
+        version = status_line[:9]
+        code = status_line[9:12]
+        if (
+            version not in ("HTTP/1.1 ", "HTTP/1.0 ")
+            or not code.isdigit()
+            or len(code) != 3
+            or "\r" in status_line
+            or "\n" in status_line
+        ):
             raise ProtocolError(f"a malformed status line {status_line[:80]!r}")
+        headers = Headers.of(head)
+        if headers is None:
+            raise ProtocolError("a malformed header line in the answer's head")
         status = int(code)
-        raw: list[tuple[str, str]] = []
-        flat = head.replace(b"\r\n", b"")
-        if b"\n" in flat or b"\r" in flat:
-            raise ProtocolError("a bare CR or LF in the answer's head")
-        for line in lines[1:]:
-            if line[:1] in (b" ", b"\t"):
-                raise ProtocolError("a folded header line")
-            name, colon, value = line.partition(b":")
-            if not colon or not name or name != name.strip() or b" " in name:
-                raise ProtocolError(f"a malformed header line {line[:80]!r}")
-            raw.append((name.decode("latin-1"), value.strip().decode("latin-1")))
-        if 100 <= status < 200:
+        if status < 200:
             return  # an interim answer (100 Continue, 103 Early Hints): the real one follows
-        headers = Headers(raw)
         self.status = status
         self.headers = headers
-        connection = (headers.get("connection") or "").lower()
-        if version == b"HTTP/1.1":
-            self.keep_alive = "close" not in connection
+        fields = headers._map
+        connection = fields.get("connection")
+        if version == "HTTP/1.1 ":
+            self.keep_alive = connection is None or "close" not in connection.lower()
         else:
-            self.keep_alive = "keep-alive" in connection
-        coding = headers.get("transfer-encoding")
-        length = headers.get("content-length")
+            self.keep_alive = connection is not None and "keep-alive" in connection.lower()
+        coding = fields.get("transfer-encoding")
+        length = fields.get("content-length")
         if status in (204, 304):
             self._finish()
         elif coding is not None:
@@ -375,9 +399,13 @@ class Answer:
             self._chunks = Chunked()
             self._state = _CHUNKED
         elif length is not None:
-            values = {v.strip() for v in length.split(",")}
-            value = values.pop()
-            if values or not value.isdigit():
+            value = length
+            if not value.isdigit():  # "12, 12" (repeated): one value, or it is malformed
+                values = {v.strip() for v in length.split(",")}
+                value = values.pop()
+                if values:
+                    value = ""
+            if not value.isdigit() or len(value) > 18:
                 raise ProtocolError(f"a malformed Content-Length {length!r}")
             self._left = int(value)
             self._state = _LENGTH
