@@ -1,7 +1,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,local,redis,server,cost,metrics,tracing
+EXTRAS ?= dev,local,redis,server,cost,metrics,tracing,aws,gcp
 # Every package the tests and tools run against, pinned (pip reads it as constraints, so the
 # library's own ranges in pyproject.toml stay loose for users). `make lock` refreshes it.
 LOCK := requirements/dev.lock
@@ -9,7 +9,7 @@ PIP_VERSION := 26.3
 UV_VERSION := 0.13.9
 comma := ,
 
-.PHONY: run test lint typecheck pytest bench clean redis node-deps lock
+.PHONY: run test lint typecheck pytest bench clean redis browser node-deps lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ typecheck: $(VENV)/.stamp-$(EXTRAS)
 redis:
 	command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
 
+# The dashboard's test drives Debian's chromium through its chromedriver (selenium, from the
+# lock); browsers cannot be downloaded at run time.
+browser:
+	command -v chromedriver >/dev/null || (apt-get update && apt-get install -y chromium chromium-driver)
+
 # The server's client tests run npm packages pinned in package-lock.json: the official openai
 # SDK (tests/server/node) and the field's coding agents, Claude Code and Codex CLI
 # (tests/clients). Without npm those tests are skipped, saying why.
@@ -59,7 +64,7 @@ NODE_DIRS := tests/server/node tests/clients
 
 node-deps: $(foreach d,$(NODE_DIRS),$(d)/node_modules/.package-lock.json)
 
-pytest: $(VENV)/.stamp-$(EXTRAS) redis node-deps
+pytest: $(VENV)/.stamp-$(EXTRAS) redis browser node-deps
 	$(BIN)/pytest
 
 test: lint typecheck pytest
