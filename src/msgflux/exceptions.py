@@ -261,7 +261,10 @@ class Attempt:
     def describe(self) -> str:
         who = f"{self.model_name} ({self.provider}/{self.model_id})"
         if self.skipped is not None:
-            extra = f", usable again at {self.retry_at:.3f}" if self.retry_at is not None else ""
+            extra = ""
+            if self.retry_at is not None:
+                wait = max(self.retry_at - self.started_at, 0.0)
+                extra = f", usable again in {wait:.1f}s"
             return f"{who}: skipped, {self.skipped}{extra}"
         exc = self.exception
         if self.cancelled:

@@ -181,3 +181,46 @@ def test_single_digit_hours_are_accepted_as_in_msgflux() -> None:
     assert gateway.raw_time_constraints == {"a": [("7:00", "8:05")]}
     start, end = gateway.parsed_time_constraints["a"][0]
     assert (start.hour, start.minute, end.hour, end.minute) == (7, 0, 8, 5)
+
+
+# -- the caller's keywords -----------------------------------------------------------------------
+def _http_gateway(base_url: str) -> ModelGateway:
+    from msgflux import Model
+
+    return ModelGateway(
+        [
+            {
+                "model_name": "a",
+                "model": Model.chat_completion("openai_compatible/m", base_url=base_url),
+            },
+            {
+                "model_name": "b",
+                "model": Model.chat_completion("openai_compatible/n", base_url=base_url),
+            },
+        ]
+    )
+
+
+async def test_a_mistyped_keyword_fails_at_once_naming_it_never_at_the_deployments() -> None:
+    from tests.upstream import Upstream
+
+    with Upstream() as up:
+        gateway = _http_gateway(up.base_url)
+        for call in (
+            lambda: gateway(messages="hi", temprature=0),
+            lambda: gateway(messages="hi", stream=True, temprature=0),
+        ):
+            with pytest.raises(TypeError, match="did you mean 'temperature'"):
+                call()
+        with pytest.raises(TypeError, match="max_token"):
+            await gateway.acall(messages="hi", max_token=5)
+        assert up.count() == 0
+        deployments = gateway.stats()["deployments"]
+        assert all(d["calls"] == 0 and d["failures"] == {} for d in deployments.values())
+        # Vendor fields go in extra_body; the raw path passes any field through.
+        gateway(messages="hi", extra_body={"top_k": 3})
+        assert up.last.json["top_k"] == 3
+        gateway.complete(
+            {"model": "x", "messages": [{"role": "user", "content": "hi"}], "top_k": 4}
+        )
+        assert up.last.json["top_k"] == 4

@@ -233,7 +233,7 @@ def test_sampling_fields_stop_user_and_vendor_fields(up: Upstream) -> None:
         user="u-1",
         seed=7,
         store=True,
-        cache_control={"type": "ephemeral"},
+        extra_body={"cache_control": {"type": "ephemeral"}},
     )
     valid(up)
     body = up.last.json
@@ -341,7 +341,11 @@ def test_extended_thinking_from_reasoning_effort(up: Upstream) -> None:
 def test_thinking_passed_per_call_is_sent_as_given(
     claude: AnthropicChatCompletion, up: Upstream
 ) -> None:
-    claude(messages="x", max_tokens=4000, thinking={"type": "enabled", "budget_tokens": 2000})
+    claude(
+        messages="x",
+        max_tokens=4000,
+        extra_body={"thinking": {"type": "enabled", "budget_tokens": 2000}},
+    )
     valid(up)
     assert up.last.json["thinking"] == {"type": "enabled", "budget_tokens": 2000}
 

@@ -239,7 +239,10 @@ def test_vendor_fields_pass_through_and_generation_config_merges(
     gemini: GeminiChatCompletion, up: Upstream
 ) -> None:
     safety = [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_ONLY_HIGH"}]
-    gemini(messages="x", safetySettings=safety, generationConfig={"temperature": 0.0, "topK": 2})
+    gemini(
+        messages="x",
+        extra_body={"safetySettings": safety, "generationConfig": {"temperature": 0.0, "topK": 2}},
+    )
     valid(up)
     assert up.last.json["safetySettings"] == safety
     assert up.last.json["generationConfig"] == {

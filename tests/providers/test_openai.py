@@ -158,18 +158,50 @@ def test_per_call_fields_win_over_construction_defaults(upstream_env: Upstream) 
     assert (body["logprobs"], body["user"]) == (True, "u-1")
 
 
-def test_unknown_fields_extra_body_and_extra_headers_pass_through(upstream_env: Upstream) -> None:
+def test_vendor_fields_in_extra_body_and_extra_headers_pass_through(
+    upstream_env: Upstream,
+) -> None:
     model = Model.chat_completion("openai/m")
     model(
         messages="hi",
-        vendor_knob={"a": 1},
-        extra_body={"repetition_penalty": 1.1},
+        service_tier="flex",
+        extra_body={"repetition_penalty": 1.1, "vendor_knob": {"a": 1}},
         extra_headers={"X-Trace": "t-1"},
     )
     last = upstream_env.last
-    assert last.json["vendor_knob"] == {"a": 1}
+    assert last.json["vendor_knob"] == {"a": 1} and last.json["service_tier"] == "flex"
     assert last.json["repetition_penalty"] == 1.1
     assert last.headers["x-trace"] == "t-1"
+
+
+@pytest.mark.parametrize(
+    ("keywords", "named", "suggested"),
+    [
+        ({"temprature": 0}, "temprature", "temperature"),
+        ({"max_token": 5}, "max_token", "max_tokens"),
+        ({"mesages": "hi"}, "mesages", "messages"),
+        ({"vendor_knob": 1}, "vendor_knob", None),
+    ],
+)
+async def test_an_unknown_keyword_is_a_type_error_naming_it_and_the_closest(
+    upstream_env: Upstream, keywords: dict[str, object], named: str, suggested: str | None
+) -> None:
+    """Sync, async and streamed calls all refuse it before any request is sent."""
+    model = Model.chat_completion("openai/m")
+    base = {} if "mesages" in keywords else {"messages": "hi"}
+    calls = [
+        lambda: model(**base, **keywords),
+        lambda: model(**base, stream=True, **keywords),
+    ]
+    for call in calls:
+        with pytest.raises(TypeError) as caught:
+            call()
+        assert repr(named) in str(caught.value) and "extra_body" in str(caught.value)
+        if suggested:
+            assert f"did you mean {suggested!r}" in str(caught.value)
+    with pytest.raises(TypeError, match=named):
+        await model.acall(**base, **keywords)
+    assert upstream_env.count() == 0
 
 
 CROSS_VENDOR_HISTORY = [

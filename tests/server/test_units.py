@@ -58,8 +58,8 @@ def test_gateway_failures_map_to_meaningful_statuses() -> None:
     assert rejected.status == 400 and rejected.code == "context_length_exceeded"
     mixed = router(attempt("a", BadRequestError("no")), attempt("b", boom))
     assert from_gateway(mixed).status == 502
-    unsupported = router(attempt("a", skipped="unsupported: n > 1"))
-    assert from_gateway(unsupported).status == 400
+    unsupported = from_gateway(router(attempt("a", skipped="unsupported: n > 1")))
+    assert unsupported.status == 400 and unsupported.code == "unsupported_request"
     windows = ModelRouterError([], [], "No model available due to time constraints")
     assert from_gateway(windows).status == 503
     assert from_gateway(RateLimitError("raised as itself")).status == 429  # raise_on
@@ -106,3 +106,37 @@ def test_the_key_ring_finds_the_principal() -> None:
     assert ring.authenticate([(b"authorization", b"Bearer sk-alice-")]) is None
     assert ring.authenticate([]) is None
     assert KeyRing([]).authenticate([]) is ANONYMOUS
+
+
+def test_a_request_no_deployment_can_serve_is_a_400_never_a_429() -> None:
+    """Every deployment unsupported: another try cannot help, so no Retry-After invites one."""
+    both = from_gateway(
+        router(
+            attempt("local", skipped="unsupported: tool_choice='required'"),
+            attempt("other", skipped="unsupported: n > 1"),
+        )
+    )
+    assert both.status == 400 and both.code == "unsupported_request" and not both.headers
+    assert "local" in both.message and "tool_choice='required'" in both.message
+
+
+def test_open_breakers_are_a_503_with_retry_after_and_limits_a_429() -> None:
+    opened = from_gateway(
+        router(
+            attempt("a", skipped="circuit open"),
+            attempt("local", skipped="unsupported: tool_choice='required'"),
+            retry_after=26.2,
+        )
+    )
+    assert opened.status == 503 and opened.code == "no_deployment_available"
+    assert opened.headers == [(b"retry-after", b"27")]
+    limited = from_gateway(router(attempt("a", skipped="tpm limit"), retry_after=0.4))
+    assert limited.status == 429 and limited.headers == [(b"retry-after", b"1")]
+
+
+def test_a_skip_says_how_long_until_the_deployment_is_usable_not_when() -> None:
+    skip = Attempt(
+        "a", "openai", "m", 0, None, 1_796_000_000.0, 0.0, "circuit open", 1_796_000_027.4
+    )
+    text = skip.describe()
+    assert "usable again in 27.4s" in text and "1796" not in text

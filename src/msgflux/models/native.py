@@ -64,7 +64,10 @@ class Native:
         try:
             rest = orjson.dumps({k: v for k, v in body.items() if k != "model"})
         except TypeError as exc:  # nested deeper than the encoder allows, a non-str key...
-            raise ValueError(f"the request body cannot be encoded again: {exc}") from None
+            why = str(exc)
+            if "Recursion" in why:
+                why = "it nests deeper than 255 levels of arrays and objects"
+            raise ValueError(f"the request body cannot be sent on: {why}") from None
         self._rest = rest[1:] if len(rest) > 2 else b"}"
 
     def encoded(self, model: str) -> bytes:

@@ -57,6 +57,7 @@ __all__ = [
     "authenticate",
     "forwarded_headers",
     "handle",
+    "may_use",
     "parse_json",
     "relay",
     "route_for",
@@ -113,6 +114,24 @@ def authenticate(runtime: Runtime, scope: Scope) -> Principal:
         )
     exchange.identified(principal)
     return principal
+
+
+def may_use(runtime: Runtime, principal: Principal, ep: Endpoint) -> None:
+    """Refuse at once when no gateway serves ``ep`` for this key (a 404 when none is
+    configured, a 403 when the key may use none of them): the body is not worth reading."""
+    serving = [name for name, route in runtime.routes.items() if route.kind == ep.kind]
+    if not serving:
+        raise HTTPError(
+            404,
+            f"no {ep.gateway_type} gateway is configured: /v1{ep.path} serves none",
+            code="model_not_found",
+        )
+    if not any(principal.allows(name) for name in serving):
+        raise HTTPError(
+            403,
+            f"this API key may not use any {ep.gateway_type} gateway (/v1{ep.path})",
+            code="forbidden",
+        )
 
 
 def route_for(runtime: Runtime, principal: Principal, name: Any, ep: Endpoint) -> Route:
@@ -205,8 +224,11 @@ def _headers(answer: RawAnswer | RawStream, began: float) -> Headers:
         out.append((b"x-msgflux-dropped", ",".join(dropped).encode()))
     request_id = answer.request_id
     if request_id:
-        header = answer.family.request_id_header.encode()
-        out.append((header, scrub(request_id).encode("latin-1", "replace")))
+        # The upstream's one header a client sees, scrubbed (an upstream may echo its key),
+        # under the family's own name and under ours.
+        value = scrub(request_id).encode("latin-1", "replace")
+        out.append((answer.family.request_id_header.encode(), value))
+        out.append((b"x-msgflux-upstream-request-id", value))
     return out
 
 
@@ -267,6 +289,7 @@ async def handle(
     try:
         began = time.time()
         principal = authenticate(runtime, scope)
+        may_use(runtime, principal, ep)  # before reading a byte of the body
         body = await read_body(scope, receive, runtime.config.server.max_body_bytes)
         payload, file = ep.parse(scope, body)
         name = payload.get("model")

@@ -4,12 +4,15 @@ Every error the server sends is ``{"error": {"message", "type", "param", "code"}
 :class:`HTTPError` carries one; :func:`from_gateway` is the one place a gateway failure becomes
 a status:
 
-* every deployment skipped because it is rate-limited or its breaker is open, or every call
-  answered 429: **429** with ``Retry-After``;
+* a deployment skipped at its own rate or concurrency limit (and no other called), or every
+  call answered 429: **429** with ``Retry-After`` in seconds;
+* every deployment skipped because its breaker is open (or a probe is in flight), maybe
+  with others that cannot serve the request: **503** with ``Retry-After``;
 * the call's ``deadline`` passed, or every attempt timed out: **504**;
 * every deployment that was called rejected the request itself (400/422, e.g. the context
   window): **400** with the upstream's message, since another try cannot help;
-* a deployment asked for something it cannot do, for every deployment: **400**;
+* a request no deployment can serve (every one skipped as unsupported: a tool choice, a
+  field, a mode it cannot honour): **400** ``unsupported_request``, naming what and by whom;
 * nothing eligible (time windows): **503**;
 * anything else, every deployment failed: **502**, the message listing each attempt (code
   ``upstream_overloaded`` when every one said it is overloaded: 503 or Anthropic's 529).
@@ -34,6 +37,7 @@ from msgflux.exceptions import (
     is_overloaded,
 )
 from msgflux.formats.openai_chat import error_body
+from msgflux.models.gateway.limits import REASON_CONCURRENCY, REASON_RPM, REASON_TPM
 
 __all__ = [
     "HTTPError",
@@ -100,6 +104,10 @@ def from_validation(exc: BaseException) -> HTTPError:
     return HTTPError(400, message, param=param, code="invalid_value" if param else None)
 
 
+_LIMITS = (REASON_RPM, REASON_TPM, REASON_CONCURRENCY)
+"""Skips at a deployment's own limits: the request is well-formed, the capacity is not there."""
+
+
 def _retry_after(seconds: float | None) -> Headers:
     value = 1 if seconds is None else max(1, math.ceil(seconds))
     return [(b"retry-after", str(value).encode())]
@@ -126,11 +134,13 @@ def _router(exc: ModelRouterError) -> HTTPError:
     errors = [a.exception for a in called if a.exception is not None]
     skips = [a for a in exc.attempts if a.skipped is not None]
     if not errors:
-        if exc.retry_after is not None:
+        reasons = [a.skipped or "" for a in skips]
+        if reasons and all(r.startswith("unsupported") for r in reasons):
+            return HTTPError(400, text, code="unsupported_request")
+        if any(r.startswith(_LIMITS) for r in reasons):
             return HTTPError(429, text, code="rate_limited", headers=_retry_after(exc.retry_after))
-        if skips and all(a.skipped.startswith("unsupported") for a in skips if a.skipped):
-            return HTTPError(400, text, code="unsupported_by_deployments")
-        return HTTPError(503, text, code="no_deployment_available")
+        headers = _retry_after(exc.retry_after) if exc.retry_after is not None else []
+        return HTTPError(503, text, code="no_deployment_available", headers=headers)
     if all(isinstance(e, APITimeoutError) for e in errors):
         # A deadline that cut the last attempt short surfaces as that attempt's timeout.
         return HTTPError(504, text, code="upstream_timeout")

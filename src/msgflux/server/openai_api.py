@@ -10,8 +10,6 @@ not JSON is sent.
 
 from __future__ import annotations
 
-from email.parser import BytesParser
-from email.policy import HTTP
 from typing import Any
 
 import orjson
@@ -28,6 +26,7 @@ from msgflux.models.request import (
 from msgflux.server.asgi import JSON, Headers, Scope, Send, header, send_bytes, send_json
 from msgflux.server.endpoints import Endpoint, authenticate
 from msgflux.server.errors import HTTPError
+from msgflux.server.multipart import parse_form
 from msgflux.server.runtime import Runtime
 
 __all__ = ["ENDPOINTS", "models"]
@@ -47,20 +46,12 @@ def _parse_multipart(scope: Scope, body: bytes) -> tuple[dict[str, Any], tuple[s
     ctype = header(scope, b"content-type") or b""
     if not ctype.lower().startswith(b"multipart/form-data"):
         raise HTTPError(400, "send the audio as multipart/form-data with a `file` field")
-    message = BytesParser(policy=HTTP).parsebytes(b"content-type: " + ctype + b"\r\n\r\n" + body)
-    if not message.is_multipart():
-        raise HTTPError(400, "the multipart body could not be parsed", code="invalid_multipart")
     fields: dict[str, Any] = {}
     file: tuple[str, bytes] | None = None
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if not isinstance(name, str):
-            continue
-        payload = part.get_payload(decode=True)
-        data = payload if isinstance(payload, bytes) else b""
+    for part in parse_form(ctype, body):
+        name, data = part.name, part.data
         if name == "file":
-            filename = part.get_filename() or "audio"
-            file = (filename, data)
+            file = (part.filename or "audio", data)
         elif name in ("timestamp_granularities[]", "timestamp_granularities"):
             fields.setdefault("timestamp_granularities", []).append(data.decode())
         else:

@@ -38,6 +38,7 @@ from msgflux.server.endpoints import (
     Endpoint,
     authenticate,
     forwarded_headers,
+    may_use,
     parse_json,
     relay,
     route_for,
@@ -105,6 +106,7 @@ async def create(app: App, runtime: Runtime, scope: Scope, receive: Receive, sen
     try:
         began = time.time()
         principal = authenticate(runtime, scope)
+        may_use(runtime, principal, ENDPOINT)
         body = await read_body(scope, receive, runtime.config.server.max_body_bytes)
         payload, _ = parse_json(scope, body)
         name = payload.get("model")

@@ -24,7 +24,13 @@ from msgflux.models.request.canonical import (
     Request,
 )
 from msgflux.models.request.checks import (
+    CHAT_FIELDS,
+    EMBEDDING_FIELDS,
     FIELD_CHECKS,
+    IMAGE_FIELDS,
+    MODERATION_FIELDS,
+    SPEECH_FIELDS,
+    TRANSCRIPTION_FIELDS,
     body_fields,
     call_options,
     check_fields,
@@ -48,6 +54,22 @@ __all__ = [
     "speech_request",
     "transcription_request",
 ]
+
+
+_COMMON_ARGUMENTS = ("timeout", "extra_headers", "extra_body")
+_CHAT_ARGUMENTS = (
+    "messages",
+    "system_prompt",
+    "prefilling",
+    "stream",
+    "generation_schema",
+    "tool_schemas",
+    "tool_choice",
+    "first_chunk_timeout",
+    "idle_timeout",
+    *_COMMON_ARGUMENTS,
+)
+"""What a misspelt keyword is compared with, besides the API's fields."""
 
 
 # -- msgflux's chat arguments ------------------------------------------------------------------
@@ -124,7 +146,7 @@ def _choice(tool_choice: Any) -> Any:
 
 
 def chat_request(
-    messages: Any,
+    messages: Any = None,
     *,
     system_prompt: Any = None,
     prefilling: Any = None,
@@ -137,18 +159,28 @@ def chat_request(
     idle_timeout: Any = None,
     extra_headers: Any = None,
     extra_body: Any = None,
+    typed_parser: Any = None,
     **fields: Any,
 ) -> Request:
-    """A chat request from msgflux-style arguments plus any OpenAI field (``temperature=0``,
-    ``max_tokens=50``, ``seed=7``, ``logprobs=True``, ...); ``extra_body`` adds vendor fields.
+    """A chat request from msgflux-style arguments plus any OpenAI chat field
+    (``temperature=0``, ``max_tokens=50``, ``seed=7``, ``logprobs=True``, ...); a vendor's
+    own fields go in ``extra_body``.
 
     A per-call field wins over the model's construction defaults. Raises ``TypeError`` /
-    ``ValueError`` naming the argument at fault.
+    ``ValueError`` naming the argument at fault (an unknown keyword with the closest known
+    one). ``typed_parser`` (msgflux's DSL parsers) is accepted as None only.
     """
     if stream is not True and stream is not False:
         raise TypeError(f"stream must be a bool, got {stream!r}")
+    if typed_parser is not None:
+        raise TypeError(
+            "typed_parser is msgflux's DSL parsing, which msgflux-gateway does not run; ask for "
+            "structured output with generation_schema= instead"
+        )
+    body = body_fields(fields, ("model",), CHAT_FIELDS, _CHAT_ARGUMENTS)
+    if messages is None:
+        raise TypeError("messages is required: a str or a list of {role, content} dicts")
     chat = chat_messages(messages, system_prompt, prefilling)
-    body = body_fields(fields, ("model",))
     check_fields(body, FIELD_CHECKS)
     body["messages"] = chat
     schema = None
@@ -191,7 +223,7 @@ def embeddings_request(
         single = False
     else:
         raise TypeError(f"data must be a str or a non-empty list of str, got {data!r:.80}")
-    body = body_fields(fields, ("model", "input"))
+    body = body_fields(fields, ("model", "input"), EMBEDDING_FIELDS, _COMMON_ARGUMENTS)
     if "dimensions" in body:
         check_integer("dimensions", body["dimensions"], 1)
     body["input"] = data
@@ -211,7 +243,7 @@ def moderation_request(
 ) -> Request:
     if not isinstance(data, (str, list)) or not data:
         raise TypeError(f"data must be a non-empty str or list, got {data!r:.80}")
-    body = body_fields(fields, ("model", "input"))
+    body = body_fields(fields, ("model", "input"), MODERATION_FIELDS, _COMMON_ARGUMENTS)
     body["input"] = data
     body.update(extra_body_fields(extra_body))
     return Request(
@@ -237,7 +269,7 @@ def speech_request(
     for name, value in (("prompt", prompt), ("response_format", response_format)):
         if value is not None and not isinstance(value, str):
             raise TypeError(f"{name} must be a str or None, got {type_name(value)}")
-    body = body_fields(fields, ("model", "input"))
+    body = body_fields(fields, ("model", "input"), SPEECH_FIELDS, _COMMON_ARGUMENTS)
     if "speed" in body:
         check_number("speed", body["speed"], 0.25, 4.0)
     body["input"] = data
@@ -294,7 +326,7 @@ def transcription_request(
     for name, value in (("prompt", prompt), ("language", language)):
         if value is not None and not isinstance(value, str):
             raise TypeError(f"{name} must be a str or None, got {type_name(value)}")
-    body = body_fields(fields, ("model", "file"))
+    body = body_fields(fields, ("model", "file"), TRANSCRIPTION_FIELDS, _COMMON_ARGUMENTS)
     if "temperature" in body:
         check_number("temperature", body["temperature"], 0, 1)
     body["response_format"] = response_format
@@ -331,7 +363,7 @@ def image_request(
     if not isinstance(prompt, str):
         raise TypeError(f"prompt must be a str, got {type_name(prompt)}")
     check_integer("n", n, 1, 10)
-    body = body_fields(fields, ("model",))
+    body = body_fields(fields, ("model",), IMAGE_FIELDS, _COMMON_ARGUMENTS)
     body["prompt"] = prompt
     body["n"] = n
     if response_format is not None:

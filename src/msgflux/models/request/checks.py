@@ -11,13 +11,20 @@ and an OpenAI body (:func:`~msgflux.models.request.from_openai`) are checked by 
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from msgflux.models._checks import check_timeout, type_name
 
 __all__ = [
+    "CHAT_FIELDS",
+    "EMBEDDING_FIELDS",
     "FIELD_CHECKS",
+    "IMAGE_FIELDS",
+    "MODERATION_FIELDS",
+    "SPEECH_FIELDS",
+    "TRANSCRIPTION_FIELDS",
     "body_fields",
     "call_options",
     "check_fields",
@@ -176,11 +183,78 @@ def extra_body_fields(extra_body: Any) -> dict[str, Any]:
     return extra_body
 
 
-def body_fields(fields: dict[str, Any], reserved: tuple[str, ...]) -> dict[str, Any]:
+CHAT_FIELDS = frozenset(
+    (
+        *FIELD_CHECKS,
+        "prediction",
+        "service_tier",
+        "prompt_cache_key",
+        "safety_identifier",
+        "verbosity",
+        "web_search_options",
+        "functions",
+        "function_call",
+    )
+)
+"""The OpenAI chat fields a msgflux-style call may give as keywords (vendor fields go in
+``extra_body=``)."""
+EMBEDDING_FIELDS = frozenset(("dimensions", "encoding_format", "user"))
+MODERATION_FIELDS: frozenset[str] = frozenset()
+SPEECH_FIELDS = frozenset(("voice", "response_format", "speed", "instructions", "stream_format"))
+TRANSCRIPTION_FIELDS = frozenset(
+    (
+        "language",
+        "prompt",
+        "response_format",
+        "temperature",
+        "timestamp_granularities",
+        "include",
+        "chunking_strategy",
+    )
+)
+IMAGE_FIELDS = frozenset(
+    (
+        "prompt",
+        "n",
+        "size",
+        "quality",
+        "style",
+        "response_format",
+        "background",
+        "moderation",
+        "output_format",
+        "output_compression",
+        "user",
+    )
+)
+
+
+def body_fields(
+    fields: dict[str, Any],
+    reserved: tuple[str, ...],
+    known: frozenset[str] | None = None,
+    arguments: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The call's API fields (None values dropped). A keyword that is neither one of the
+    API's ``known`` fields nor one of the builder's ``arguments`` raises ``TypeError`` naming
+    it and the closest known name: a typo fails at once, not as a 400 at every deployment."""
     for name in reserved:
         if name in fields:
             raise TypeError(
                 f"{name!r} is not a per-call field here; "
                 + ("each deployment sets its own model id" if name == "model" else f"pass {name}=")
             )
+    if known is not None:
+        for name in fields:
+            if name not in known:
+                raise TypeError(_unknown(name, (*known, *arguments)))
     return {k: v for k, v in fields.items() if v is not None}
+
+
+def _unknown(name: str, names: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return (
+        f"unknown keyword argument {name!r}{hint}; a vendor's own field goes in "
+        f"extra_body={{{name!r}: ...}}"
+    )
