@@ -1,24 +1,25 @@
-"""Every Python example in the README and in docs/ runs as printed.
+"""Every Python example in the README and in docs/ runs when pasted into a ``.py`` file.
 
-Each ```` ```python ```` block is executed on its own (a fresh namespace; top-level ``await``
-allowed) with every provider's base URL pointed at the test upstream, so the examples' calls
-get real HTTP answers. Blocks whose info string says ``fragment`` are excerpts and only have
-to parse. A block that builds a ``local/`` model needs llama.cpp and is skipped without it.
+Each ```` ```python ```` block is written to a file of its own and run as a script
+(``python example.py``, a fresh process: no top-level ``await``, no state from another
+block), with every provider's base URL and key pointed at the test upstream through the
+environment, so the examples' calls get real HTTP answers. Blocks whose info string says
+``fragment`` are excerpts and only have to parse. A block that builds a ``local/`` model needs
+llama.cpp and is skipped without it.
 """
 
 from __future__ import annotations
 
 import ast
-import asyncio
-import inspect
+import importlib.util
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from msgflux.models.gateway import ModelGateway
 from msgflux.models.registry import model_registry
 from tests.upstream import Upstream
 
@@ -58,53 +59,39 @@ def test_every_python_block_parses(info: str, code: str, line: str) -> None:
         except SyntaxError:
             pytest.skip("an excerpt that is not a whole statement")  # shown, not run
         return
-    compile(code, line, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    compile(code, line, "exec")  # what `python example.py` accepts: no top-level await
 
 
 def providers() -> set[str]:
     return {provider for by_type in model_registry.values() for provider in by_type}
 
 
-@pytest.fixture
-def everything_points_at(upstream: Upstream, monkeypatch: pytest.MonkeyPatch) -> Upstream:
+def environment(upstream: Upstream) -> dict[str, str]:
+    """The process environment with every provider pointed at ``upstream``."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_BASE_URL", "_API_KEY"))}
     for provider in providers():
         prefix = provider.upper()
-        base = upstream.url if provider in NATIVE_ROOTS else upstream.base_url
-        monkeypatch.setenv(f"{prefix}_BASE_URL", base)
-        monkeypatch.setenv(f"{prefix}_API_KEY", f"sk-readme-{provider}")
-    return upstream
-
-
-def run(code: str, where: str) -> dict[str, Any]:
-    compiled = compile(code, where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-    namespace: dict[str, Any] = {"__name__": "__readme__"}
-    if compiled.co_flags & inspect.CO_COROUTINE:
-
-        async def main() -> None:
-            await eval(compiled, namespace)
-
-        asyncio.run(main())
-    else:
-        exec(compiled, namespace)
-    return namespace
+        env[f"{prefix}_BASE_URL"] = upstream.url if provider in NATIVE_ROOTS else upstream.base_url
+        env[f"{prefix}_API_KEY"] = f"sk-readme-{provider}"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT / "src"), env.get("PYTHONPATH"))))
+    return env
 
 
 @pytest.mark.parametrize("code,where", RUNNABLE, ids=[where for _, where in RUNNABLE])
-def test_every_readme_example_runs_as_printed(
-    code: str, where: str, everything_points_at: Upstream
+def test_every_readme_example_runs_as_a_script(
+    code: str, where: str, upstream: Upstream, tmp_path: Path
 ) -> None:
-    if "local/" in code:
-        pytest.importorskip("llama_cpp", reason="the [local] extra is not installed")
-    saved = dict(os.environ)  # an example's set_envs and registrations stay in the example
-    registered = {kind: dict(by_provider) for kind, by_provider in model_registry.items()}
-    try:
-        namespace = run(code, where)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        for kind, by_provider in model_registry.items():
-            for name in set(by_provider) - set(registered.get(kind, {})):
-                dict.__delitem__(by_provider, name)
-    for value in namespace.values():
-        if isinstance(value, ModelGateway):
-            value.close()
+    if "local/" in code and importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("the [local] extra is not installed")
+    script = tmp_path / "example.py"
+    script.write_text(code, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=environment(upstream),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, f"{where} failed:\n{done.stderr[-3000:]}"
