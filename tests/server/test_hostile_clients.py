@@ -134,7 +134,8 @@ def test_a_proper_transcription_form_still_works(env: Env) -> None:
     body = (
         (
             f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\nstt\r\n'
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a \\"b\\".wav"\r\n'
+            f"--{boundary}\r\nContent-Disposition: form-data; "
+            f'name="file"; filename="a \\"b\\".wav"\r\n'
             f"Content-Type: audio/wav\r\n\r\n"
         ).encode()
         + b"RIFF\x00\x01\r\n--not-the-boundary"
@@ -176,9 +177,8 @@ def test_no_gateway_of_the_endpoints_kind_is_a_404_before_the_body(env: Env) -> 
 def test_deep_json_is_a_400_that_blames_no_deployment(env: Env, depth: int) -> None:
     before = env.attempts()
     nested = "[" * depth + "]" * depth
-    body = (
-        '{"model":"chat","messages":[{"role":"user","content":"hi"}],"metadata":{"x":%s}}' % nested
-    )
+    head = '{"model":"chat","messages":[{"role":"user","content":"hi"}],"metadata":{"x":'
+    body = head + nested + "}}"
     started = time.monotonic()
     resp = env.post("/chat/completions", content=body.encode())
     assert resp.status_code == 400, resp.text
