@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+import weakref
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
@@ -22,6 +24,7 @@ from tests.upstream import Reply, Upstream
 
 BOUND = 0.6
 MAX_CONNECTIONS = 40
+MAX_BODY = 100_000
 CHAT = orjson.dumps({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
 
 
@@ -66,6 +69,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
                 "body_timeout": BOUND,
                 "keep_alive": BOUND,
                 "max_connections": MAX_CONNECTIONS,
+                "max_body_bytes": MAX_BODY,
             },
             "gateways": {"chat": chat_gateway(up.base_url)},
         }
@@ -94,18 +98,30 @@ def read_all(sock: socket.socket, timeout: float = 5.0) -> bytes:
     return out
 
 
+_UNREAD: weakref.WeakKeyDictionary[socket.socket, bytes] = weakref.WeakKeyDictionary()
+"""What a socket received past the answer read last (the start of a pipelined next one)."""
+
+
+def _recv(sock: socket.socket, data: bytes) -> bytes:
+    more = sock.recv(65536)
+    if not more:
+        raise ConnectionError(f"the server closed the connection after {data[:200]!r}")
+    return data + more
+
+
 def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     """One whole answer with a Content-Length (the connection stays open)."""
     sock.settimeout(5)
-    data = b""
+    data = _UNREAD.pop(sock, b"")
     while b"\r\n\r\n" not in data:
-        data += sock.recv(65536)
+        data = _recv(sock, data)
     head, _, rest = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
     length = int(headers["content-length"])
     while len(rest) < length:
-        rest += sock.recv(65536)
+        rest = _recv(sock, rest)
+    _UNREAD[sock] = rest[length:]
     return int(lines[0].split()[1]), headers, rest[:length]
 
 
@@ -220,6 +236,43 @@ def test_ambiguous_or_malformed_heads_are_refused_and_closed(
     data = read_all(sock)
     assert status_of(data) == status
     assert b"connection: close" in data.lower()
+
+
+def test_a_body_refused_unread_still_lets_its_client_send_it_and_read_the_413(env: Env) -> None:
+    sock = env.connect()
+    body = b"x" * (20 * MAX_BODY)
+    sock.sendall(env.request(body)[: -len(body)])
+    sock.sendall(body)  # what clients do: the whole body, then read (a reset would fail here)
+    data = read_all(sock)
+    assert status_of(data) == 413 and b"max_body_bytes" in data
+    assert b"\r\nconnection: close\r\n" in data.lower()  # no client reuses it
+
+
+def test_requests_cut_by_a_bound_leave_nothing_that_holds_a_shutdown(
+    env: Env, tmp_path: Path
+) -> None:
+    config = {
+        "server": {
+            "keys": [{"name": "k", "key": "${CLIENT_KEY}", "models": "*"}],
+            "body_timeout": BOUND,
+            "max_body_bytes": MAX_BODY,
+        },
+        "gateways": {"chat": chat_gateway(env.up.base_url)},
+    }
+    server = start(tmp_path, config)
+    try:
+        stalled, refused = (
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(2)
+        )
+        env.sockets += [stalled, refused]  # closed by the fixture
+        stalled.sendall(env.request(b"{" * 100)[:-90])  # its body stops: 408
+        refused.sendall(env.request(b"x" * (2 * MAX_BODY)))  # 413 unread
+        assert status_of(read_all(stalled)) == 408 and status_of(read_all(refused)) == 413
+        started = time.monotonic()
+        assert server.stop(timeout=10) == 0
+        assert time.monotonic() - started < 3  # not the 30 s shutdown grace
+    finally:
+        server.stop()
 
 
 def test_a_malformed_chunk_is_a_400(env: Env) -> None:

@@ -332,7 +332,8 @@ class _Cycle:
                 self.chunked_out = True
             else:
                 self.keep_alive = False  # HTTP/1.0: the end of the body is the close
-        if not self.keep_alive or self.conn.serving.draining:
+        if not self.keep_alive or self.conn.serving.draining or not self.body_done:
+            # (an answer before the whole body was read, a refusal: the connection closes)
             self.to_close = True
             out.append(b"connection: close\r\n")
         elif not self.conn.modern:
@@ -354,7 +355,12 @@ class _Cycle:
 
 
 # -- the connection ------------------------------------------------------------------------------
-_HEADERS, _BODY, _BUSY, _IDLE = range(4)
+_HEADERS, _BODY, _BUSY, _IDLE, _LINGER = range(5)
+LINGER = 2.0
+"""Seconds a connection closed while its client is still sending (a body refused with 413)
+goes on reading and dropping what arrives, its answer sent and its own side shut: closed at
+once, its kernel would answer those bytes with a reset, which can destroy the answer before
+the client reads it."""
 
 
 class Connection(asyncio.Protocol):
@@ -426,7 +432,10 @@ class Connection(asyncio.Protocol):
             self._timer = self.loop.call_at(self._deadline, self._expired)
             return
         phase = self._phase
-        if phase == _IDLE or (phase == _HEADERS and not self.buf and self.cycle is None):
+        if phase == _LINGER:
+            if self.transport is not None:
+                self.transport.close()
+        elif phase == _IDLE or (phase == _HEADERS and not self.buf and self.cycle is None):
             self.close()
         elif phase == _HEADERS:
             self.refuse(408, "the request headers did not arrive in time (header_timeout)")
@@ -453,6 +462,8 @@ class Connection(asyncio.Protocol):
         self._bound(_HEADERS, serving.bounds.header_timeout)
 
     def data_received(self, data: bytes) -> None:
+        if self._phase == _LINGER:
+            return
         cycle = self.cycle
         if cycle is not None and not cycle.body_done:
             if self.serving.bounds.body_timeout:
@@ -614,7 +625,7 @@ class Connection(asyncio.Protocol):
             data = b"".join(corked)
             corked.clear()
         transport = self.transport
-        if transport is not None and not self.lost:
+        if transport is not None and not self.lost and self._phase != _LINGER:
             transport.write(data)
 
     def write_soon(self, data: bytes) -> None:
@@ -631,7 +642,7 @@ class Connection(asyncio.Protocol):
             data = corked[0] if len(corked) == 1 else b"".join(corked)
             corked.clear()
             transport = self.transport
-            if transport is not None and not self.lost:
+            if transport is not None and not self.lost and self._phase != _LINGER:
                 transport.write(data)
 
     async def drained(self) -> None:
@@ -660,9 +671,24 @@ class Connection(asyncio.Protocol):
         self.close()
 
     def close(self) -> None:
+        """Close once what was written has left; a client still sending its body first gets
+        :data:`LINGER` seconds to finish (what it sends is dropped)."""
+        transport = self.transport
+        if transport is None or self.lost or self._phase == _LINGER:
+            return
         self._unbound()
-        if self.transport is not None and not self.lost:
-            self.transport.close()
+        cycle = self.cycle
+        if cycle is not None and not cycle.body_done and transport.can_write_eof():
+            cycle.complete = True  # its app reads a disconnect and writes nothing more
+            cycle._wake()
+            self.cycle = None
+            self.buf = b""
+            self._uncork()
+            transport.write_eof()
+            self.resume_reading()
+            self._bound(_LINGER, LINGER)
+            return
+        transport.close()
 
     def abort(self) -> None:
         self._unbound()
