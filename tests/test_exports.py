@@ -38,6 +38,7 @@ SURFACE = {
         "Hedge",
         "LeastBusy",
         "LeastLatency",
+        "MemoryCache",
         "MemoryStore",
         "Model",
         "ModelGateway",
@@ -45,7 +46,9 @@ SURFACE = {
         "Policy",
         "RawAnswer",
         "RawStream",
+        "RedisCache",
         "RedisState",
+        "ResponseCache",
         "RoundRobin",
         "Settlement",
         "Skip",
@@ -60,6 +63,7 @@ SURFACE = {
         "APIResponseValidationError",
         "APIStatusError",
         "APITimeoutError",
+        "AbortRequestedError",
         "Attempt",
         "AuthenticationError",
         "BadRequestError",
@@ -92,9 +96,12 @@ SURFACE = {
     "msgflux.models.response": [
         "CONTENT",
         "SKIP",
+        "LMStreamEvent",
         "Metadata",
         "ModelResponse",
         "ModelStreamResponse",
+        "StreamFinalState",
+        "metadata_of",
     ],
 }
 

@@ -3,9 +3,10 @@
 Each ```` ```python ```` block is written to a file of its own and run as a script
 (``python example.py``, a fresh process: no top-level ``await``, no state from another
 block), with every provider's base URL and key pointed at the test upstream through the
-environment, so the examples' calls get real HTTP answers. Blocks whose info string says
-``fragment`` are excerpts and only have to parse. A block that builds a ``local/`` model needs
-llama.cpp and is skipped without it.
+environment, so the examples' calls get real HTTP answers (Bedrock and Vertex examples: AWS
+keys and a service account the fake clouds of :mod:`tests.upstream_cloud` know). Blocks whose
+info string says ``fragment`` are excerpts and only have to parse. A block that builds a
+``local/`` model needs llama.cpp and is skipped without it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pytest
 
 from msgflux.models.registry import model_registry
 from tests.upstream import Upstream
+from tests.upstream_cloud import example_env
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -85,10 +87,12 @@ def test_every_readme_example_runs_as_a_script(
         pytest.skip("the [local] extra is not installed")
     script = tmp_path / "example.py"
     script.write_text(code, encoding="utf-8")
+    env = environment(upstream)
+    env.update(example_env(upstream, tmp_path))  # Bedrock and Vertex: the fake clouds
     done = subprocess.run(
         [sys.executable, str(script)],
         cwd=tmp_path,
-        env=environment(upstream),
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,

@@ -41,7 +41,13 @@ vendor's 4xx error and :attr:`Recorded.invalid` says why) and renders the same
 Gemini or Azure-deployment request is the one its path names. :mod:`tests.upstream_vendors`
 lists the routes and the knobs each vendor reads.
 
-Run it standalone with ``python tests/upstream.py --port 8000``; it prints its base URL.
+**Cloud vendors.** AWS Bedrock's runtime (``/model/{id}/converse``..., every request's SigV4
+signature verified), Google Vertex AI (``/v1/projects/.../publishers/...``, OAuth tokens
+checked) and the credential services their SDKs call: :mod:`tests.upstream_cloud`, with its
+keys, service accounts and tokens in :attr:`Upstream.cloud`.
+
+Run it standalone with ``python -m tests.upstream --port 8000`` (from the repository's root);
+it prints its base URL.
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ from typing import Any, Literal
 import orjson
 from aiohttp import web
 
+from tests import upstream_cloud as cloud
 from tests import upstream_responses as responses
 from tests import upstream_vendors as vendors
 
@@ -235,6 +242,8 @@ class Upstream:
         """Ids of the Responses API answers stored (``store`` true): what a later
         ``previous_response_id`` may name."""
         self._counter = itertools.count(1)
+        self.cloud = cloud.CloudState()
+        """The cloud vendors' keys, service accounts and tokens (kept across :meth:`reset`)."""
         self._counts: dict[str, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -411,6 +420,11 @@ class Upstream:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         route = ROUTES.get((request.method, request.path))
         vendor, path_model = "openai", None
+        found_cloud = None if route else cloud.match(request.method, request.raw_path.split("?")[0])
+        if found_cloud is not None:
+            route, vendor, path_model = found_cloud
+            if route in cloud.AUTH_ROUTES:
+                return await cloud.serve_auth(self, request, route)
         if route is None:
             found = vendors.match(request.method, request.path)
             if found is None:
@@ -440,7 +454,9 @@ class Upstream:
             body=raw,
             json=payload,
             model=model if isinstance(model, str) else None,
-            stream=vendors.is_stream(route, payload)
+            stream=cloud.is_stream(route, payload)
+            if vendor in cloud.VENDORS
+            else vendors.is_stream(route, payload)
             if vendor != "openai"
             else isinstance(payload, dict) and payload.get("stream") is True,
             started=time.monotonic(),
@@ -472,6 +488,8 @@ class Upstream:
         if reply.drop == "before_headers":
             return await _drop(request, rec)
         headers = _reply_headers(rec, reply)
+        if rec.vendor in cloud.VENDORS:
+            return await cloud.respond(self, request, rec, reply, headers)
         if rec.route == "responses":
             try:
                 responses.check(rec.json, self._stored)
@@ -519,12 +537,14 @@ class Upstream:
         payload = rec.json
         reasoning = reply.reasoning
         if rec.stream:
-            frames, error, whole = responses.frames(payload, ans.pieces, ans.calls, reasoning)
+            frames, error, whole = responses.frames(
+                payload, ans.pieces, ans.calls, reasoning, reply.usage
+            )
             if payload.get("store", True) is not False:
                 self._stored.add(whole["id"])
             return await _stream_frames(request, rec, reply, headers, frames, b"", error)
         status = "incomplete" if reply.finish_reason == "length" else "completed"
-        whole = responses.response(payload, ans.text, ans.calls, reasoning, status)
+        whole = responses.response(payload, ans.text, ans.calls, reasoning, status, reply.usage)
         if payload.get("store", True) is not False:
             self._stored.add(whole["id"])
         data = orjson.dumps(whole)
@@ -536,8 +556,9 @@ def route_is_stream(rec: Recorded) -> bool:
 
 
 def _check_route(route: str | None) -> None:
-    if route is not None and route not in ROUTES.values() and route not in vendors.ROUTES:
-        names = sorted({*ROUTES.values(), *vendors.ROUTES})
+    known = (*ROUTES.values(), *vendors.ROUTES, *cloud.ROUTES)
+    if route is not None and route not in known:
+        names = sorted(set(known))
         raise ValueError(f"unknown route {route!r}; routes: {names}")
 
 
@@ -898,11 +919,14 @@ async def _stream_frames(
     frames: list[tuple[bytes, bool]],
     tail: bytes,
     error_frame: bytes,
+    *,
+    content_type: str = "text/event-stream",
 ) -> web.StreamResponse:
-    """Send SSE ``frames`` then ``tail``, honouring ``cut_after``, ``chunk_delay``,
-    ``stream_error`` and ``drop`` as :func:`_stream_chat` does."""
+    """Send ``frames`` (SSE unless ``content_type`` says otherwise) then ``tail``, honouring
+    ``cut_after``, ``chunk_delay``, ``stream_error`` and ``drop`` as :func:`_stream_chat`
+    does."""
     resp = web.StreamResponse(status=200, headers={**headers, "Cache-Control": "no-cache"})
-    resp.content_type = "text/event-stream"
+    resp.content_type = content_type
     await resp.prepare(request)
     if reply.drop == "after_headers":
         return await _drop(request, rec)

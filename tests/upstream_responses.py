@@ -13,6 +13,7 @@ naming it is accepted (what a native lane passes through) and any other id is a 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -190,8 +191,9 @@ def response(
     calls: list[dict[str, Any]],
     reasoning: str | None,
     status: str = "completed",
+    usage: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The ``response`` object of a whole answer."""
+    """The ``response`` object of a whole answer (``usage``: merged over the computed one)."""
     ident = next(_ids)
     output = _output(ident, text, calls, reasoning)
     words = len((text or "").split()) + len(calls)
@@ -209,7 +211,7 @@ def response(
         "store": payload.get("store", True),
         "tool_choice": payload.get("tool_choice", "auto"),
         "tools": payload.get("tools", []),
-        "usage": _usage(_prompt_words(payload), words),
+        "usage": {**_usage(_prompt_words(payload), words), **(usage or {})},
         "metadata": payload.get("metadata", {}),
     }
 
@@ -229,10 +231,11 @@ def frames(
     pieces: list[str],
     calls: list[dict[str, Any]],
     reasoning: str | None,
+    usage: Mapping[str, Any] | None = None,
 ) -> tuple[list[tuple[bytes, bool]], bytes, dict[str, Any]]:
     """``(frames, error frame, the final response)``: each frame with whether it is content
     (what ``cut_after`` counts)."""
-    whole = response(payload, "".join(pieces), calls, reasoning)
+    whole = response(payload, "".join(pieces), calls, reasoning, usage=usage)
     seq = itertools.count()
     started = {**whole, "status": "in_progress", "output": [], "usage": None}
     out: list[tuple[bytes, bool]] = [

@@ -192,10 +192,10 @@ def demo(
         out.print()
         err.print(f"[red]The answer broke off:[/red] {exc.message}")
         raise typer.Exit(1) from None
-    meta = response.metadata.get("gateway") or {}
+    meta = (response.metadata or {}).get("gateway") or {}
     out.print()
     _print_attempts(out, _records(meta), meta.get("model_name"))
-    usage = response.metadata.get("usage")
+    usage = (response.metadata or {}).get("usage")
     footer = f"Answered by [bold]{meta.get('model_name')}[/bold]"
     if isinstance(usage, dict) and usage.get("completion_tokens") is not None:
         footer += f" · {usage['completion_tokens']} tokens"
@@ -250,15 +250,27 @@ def serve(
         Path, typer.Option("--config", "-c", help="The YAML config file.", show_default=False)
     ],
     host: Annotated[
-        str | None, typer.Option("--host", help="Address to listen on [default: 127.0.0.1].")
+        str | None,
+        typer.Option(
+            "--host", help="Address to listen on \\[default: server.host, else 127.0.0.1]."
+        ),
     ] = None,
     port: Annotated[
         int | None,
-        typer.Option("--port", min=0, max=65535, help="Port [default: 4000; 0 picks one]."),
+        typer.Option(
+            "--port",
+            min=0,
+            max=65535,
+            help="Port; 0 picks a free one \\[default: server.port, else 4000].",
+        ),
     ] = None,
     workers: Annotated[
         int | None,
-        typer.Option("--workers", min=1, help="Processes on the port (SO_REUSEPORT) [default: 1]."),
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Processes sharing the port (SO_REUSEPORT) \\[default: server.workers, else 1].",
+        ),
     ] = None,
     no_auth: Annotated[
         bool,
@@ -293,19 +305,50 @@ def config_check(
 ) -> None:
     """Validate a config (building every gateway, without calling any model) and print the
     resolved plan with secrets masked; exit code 1 on an error."""
-    from msgflux.server.config import ConfigError, load_config, plan, yaml
+    import os
+
+    from msgflux.server import config_lint
+    from msgflux.server.config import ConfigError, parse_config, plan, yaml
+    from msgflux.server.config_yaml import read_file
     from msgflux.server.runtime import build_runtime
 
     out, err = _consoles()
     logging.getLogger("msgflux").addHandler(logging.NullHandler())
     logging.getLogger("msgflux").propagate = False
+
+    def fail(problems: list[str]) -> typer.Exit:
+        for problem in problems:
+            err.print(f"[red]config error:[/red] {problem}", highlight=False, soft_wrap=True)
+        return typer.Exit(1)
+
     try:
-        cfg = load_config(file)
-        build_runtime(cfg, shared_state=False).close()
+        text = read_file(file)
+        missing = config_lint.missing_env(text, str(file), os.environ)
+        if missing:
+            raise fail(missing)
+        cfg = parse_config(text, source=str(file))
+        runtime = build_runtime(cfg, shared_state=False)
     except ConfigError as exc:
-        err.print(f"[red]config error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    out.out(yaml.safe_dump(plan(cfg), sort_keys=False, allow_unicode=True), highlight=False)
+        raise fail([str(exc)]) from None
+    try:
+        errors = config_lint.credentials(runtime)
+    finally:
+        runtime.close()
+    for hint in config_lint.hints(cfg):
+        err.print(f"[yellow]hint:[/yellow] {hint}", highlight=False, soft_wrap=True)
+    if cfg.server.state:
+        why = config_lint.state_reachable(cfg.server.state)
+        if why is not None:
+            err.print(
+                f"[yellow]warning:[/yellow] server.state does not answer ({why}); the server "
+                "would start and keep its limits and breakers in its own memory until it does",
+                highlight=False,
+                soft_wrap=True,
+            )
+    shown = plan(cfg, resolve_credentials=True)
+    out.out(yaml.safe_dump(shown, sort_keys=False, allow_unicode=True), highlight=False)
+    if errors:
+        raise fail(errors)
     err.print("[green]config OK[/green]")
 
 
@@ -359,26 +402,181 @@ def config_import_litellm(
     )
 
 
-keys_app = typer.Typer(help="Client keys of a server config.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help=(
+        "Client keys: issue, list, rotate and revoke virtual keys, and read usage. Each command "
+        "talks to a running server (--url, with the admin key in MSGFLUX_ADMIN_KEY) or to the "
+        "config's server.state (--config)."
+    ),
+    no_args_is_help=True,
+)
 app.add_typer(keys_app, name="keys")
+
+_URL = typer.Option(
+    "--url", help="A running server, e.g. http://127.0.0.1:4000.", show_default=False
+)
+_CONFIG = typer.Option("--config", "-c", help="The YAML config file.", show_default=False)
+_JSON = typer.Option("--json", help="Print the API's JSON.")
+
+
+def _keys(command: str, url: str | None, config: Path | None) -> Any:
+    """The server's API (``--url``) or the config's store (``--config``); exits on a mistake."""
+    from msgflux.server.config import ConfigError, load_config
+    from msgflux.server.keys_client import ADMIN_KEY_ENV, HTTPKeys, KeysError, StoreKeys
+
+    _, err = _consoles()
+    try:
+        if (url is None) == (config is None):
+            raise KeysError("give either --url (a running server) or --config (its file)")
+        if url is not None:
+            admin_key = os.environ.get(ADMIN_KEY_ENV)
+            if not admin_key:
+                raise KeysError(f"--url needs an admin key in the {ADMIN_KEY_ENV} variable")
+            return HTTPKeys(url, admin_key)
+        assert config is not None
+        return StoreKeys(load_config(config))
+    except (ConfigError, KeysError) as exc:
+        err.print(f"[red]msgflux keys {command}:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def _keys_call(command: str, call: Any) -> Any:
+    from msgflux.server.keys_client import KeysError
+
+    try:
+        return call()
+    except KeysError as exc:
+        _, err = _consoles()
+        err.print(f"[red]msgflux keys {command}:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def _print_secret(out: Console, answer: dict[str, Any], as_json: bool) -> None:
+    import json
+
+    if as_json:
+        out.out(json.dumps(answer), highlight=False)
+        return
+    key = answer["key"]
+    out.out(f"{key['name']} (fingerprint {key['fingerprint']}), secret shown this once:")
+    out.out(answer["secret"], highlight=False)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="The key's name.", show_default=False)],
+    models: Annotated[str, typer.Option("--models", help='"*" or gateway names, a,b.')] = "*",
+    rpm: Annotated[int | None, typer.Option("--rpm", min=1)] = None,
+    tpm: Annotated[int | None, typer.Option("--tpm", min=1)] = None,
+    max_concurrency: Annotated[int | None, typer.Option("--max-concurrency", min=1)] = None,
+    budget_usd: Annotated[float | None, typer.Option("--budget-usd", help="Spend cap.")] = None,
+    budget_period: Annotated[str, typer.Option("--budget-period", help="day|week|month")] = "day",
+    expires_at: Annotated[
+        str | None, typer.Option("--expires-at", help="ISO-8601 (UTC) or epoch seconds.")
+    ] = None,
+    meta: Annotated[
+        list[str] | None, typer.Option("--meta", help="key=value (repeatable): team, owner...")
+    ] = None,
+    url: Annotated[str | None, _URL] = None,
+    config: Annotated[Path | None, _CONFIG] = None,
+    as_json: Annotated[bool, _JSON] = False,
+) -> None:
+    """Issue a virtual key; its secret is printed once and never stored."""
+    body: dict[str, Any] = {
+        "name": name,
+        "models": "*" if models.strip() == "*" else [m.strip() for m in models.split(",")],
+    }
+    for field, value in (("rpm", rpm), ("tpm", tpm), ("max_concurrency", max_concurrency)):
+        if value is not None:
+            body[field] = value
+    if budget_usd is not None:
+        body["budget"] = {"usd": budget_usd, "period": budget_period}
+    if expires_at is not None:
+        body["expires_at"] = (
+            float(expires_at) if expires_at.replace(".", "").isdigit() else expires_at
+        )
+    if meta:
+        body["metadata"] = dict(item.partition("=")[::2] for item in meta)
+    keys = _keys("create", url, config)
+    out, _ = _consoles()
+    _print_secret(out, _keys_call("create", lambda: keys.create(body)), as_json)
+
+
+@keys_app.command("list")
+def keys_list(
+    url: Annotated[str | None, _URL] = None,
+    config: Annotated[Path | None, _CONFIG] = None,
+    as_json: Annotated[bool, _JSON] = False,
+) -> None:
+    """List the keys (never a secret): with --url the config file's too, with their usage."""
+    import json
+
+    from msgflux.server.keys_client import render_keys
+
+    keys = _keys("list", url, config)
+    answer = _keys_call("list", keys.list)
+    out, _ = _consoles()
+    out.out(json.dumps(answer) if as_json else render_keys(answer["keys"]), highlight=False)
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    name: Annotated[str, typer.Argument(show_default=False)],
+    grace: Annotated[
+        float | None,
+        typer.Option("--grace", min=0, help="Seconds the old secret keeps working [3600]."),
+    ] = None,
+    url: Annotated[str | None, _URL] = None,
+    config: Annotated[Path | None, _CONFIG] = None,
+    as_json: Annotated[bool, _JSON] = False,
+) -> None:
+    """Give a virtual key a new secret (printed once); the old one works --grace seconds more."""
+    keys = _keys("rotate", url, config)
+    out, _ = _consoles()
+    _print_secret(out, _keys_call("rotate", lambda: keys.rotate(name, grace)), as_json)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    name: Annotated[str, typer.Argument(show_default=False)],
+    url: Annotated[str | None, _URL] = None,
+    config: Annotated[Path | None, _CONFIG] = None,
+) -> None:
+    """Refuse a virtual key from now on (every worker and instance within a second)."""
+    keys = _keys("revoke", url, config)
+    answer = _keys_call("revoke", lambda: keys.revoke(name))
+    out, _ = _consoles()
+    out.out(f"{answer['name']}: {answer['status']}", highlight=False)
 
 
 @keys_app.command("usage")
 def keys_usage(
-    config: Annotated[
-        Path, typer.Option("--config", "-c", help="The YAML config file.", show_default=False)
-    ],
+    config: Annotated[Path | None, _CONFIG] = None,
+    url: Annotated[str | None, _URL] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per key.")] = False,
 ) -> None:
     """Print each client key's spend in its budget period, what is left, when it resets (UTC)
-    and its current rpm and concurrency use, read from the config's server.state (Redis).
-    Exit code 1 when there is no shared state or Redis cannot be read."""
+    and its current rpm and concurrency use, read from the config's server.state (Redis), or
+    from a running server (--url). Exit code 1 when there is no shared state or Redis cannot
+    be read."""
     import json
 
     from msgflux.server.config import ConfigError, load_config
+    from msgflux.server.keys_client import render_keys
     from msgflux.server.usage import UsageError, read_usage, render_usage
 
     out, err = _consoles()
+    if url is not None and config is None:
+        answer = _keys_call("usage", _keys("usage", url, None).list)
+        if as_json:
+            for key in answer["keys"]:
+                out.out(json.dumps({"name": key["name"], **(key.get("usage") or {})}))
+        else:
+            out.out(render_keys(answer["keys"]), highlight=False)
+        return
+    if config is None:
+        err.print("[red]msgflux keys usage:[/red] give --config (or --url)", highlight=False)
+        raise typer.Exit(1)
     try:
         rows = read_usage(load_config(config))
     except (ConfigError, UsageError) as exc:
@@ -393,8 +591,47 @@ def keys_usage(
         out.out(render_usage(rows), highlight=False)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("msgflux-gateway")
+        except PackageNotFoundError:  # pragma: no cover - run from a source tree
+            number = "unknown (not installed)"
+        typer.echo(f"msgflux-gateway {number}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """msgflux-gateway: reliable calls to AI models."""
+
+
+def _one_paragraph_per_paragraph(group: typer.Typer) -> None:
+    """Command help from docstrings wrapped at 100 columns reads as the source's line breaks
+    in a terminal (a sentence broken mid-way); join each paragraph's lines."""
+    import inspect
+
+    for info in group.registered_commands:
+        text = info.help or (inspect.getdoc(info.callback) if info.callback else None)
+        if text:
+            info.help = "\n\n".join(" ".join(p.split()) for p in text.split("\n\n"))
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _one_paragraph_per_paragraph(sub.typer_instance)
+
+
 def main() -> None:
     """Console-script entry point (``msgflux = "msgflux.cli:main"``)."""
+    _one_paragraph_per_paragraph(app)
     app()
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
+    "AbortRequestedError",
     "Attempt",
     "AuthenticationError",
     "BadRequestError",
@@ -191,6 +192,12 @@ class InternalServerError(APIStatusError):
     """5xx."""
 
     transient = True
+
+
+class AbortRequestedError(MsgFluxError):
+    """The caller asked to stop (a user pressed Esc). A stream ended with it
+    (``finish(error=AbortRequestedError(...), status="interrupted")``) tells its finalizers
+    ``"interrupted"``, not ``"failed"``."""
 
 
 class StreamInterruptedError(MsgFluxError):

@@ -7,9 +7,10 @@
 
 :meth:`GatewayMetrics.observe` takes each call's
 :class:`~msgflux.models.gateway.record.CallRecord` (counters and histograms, a few
-microseconds a call); :meth:`~GatewayMetrics.watch` adds gauges read from a gateway (breaker
-state, in flight, shared-state health), refreshed when the registry is scraped (and by
-:meth:`~GatewayMetrics.refresh`).
+microseconds a call; the response cache's hits, misses, bypasses and cost saved among them);
+:meth:`~GatewayMetrics.watch` adds what is read from a gateway (breaker state, in flight,
+shared-state health, the bytes its cache read, wrote and holds), refreshed when the registry
+is scraped (and by :meth:`~GatewayMetrics.refresh`).
 
 Labels take only configured names (the gateway's ``name=``, deployment ``model_name``,
 provider) and fixed sets (outcome, error type), never a value a client sends, so the number
@@ -86,6 +87,10 @@ class GatewayMetrics:
         self._labels: dict[str, str] = {}
         self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
         self._watched: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._cache_bytes: weakref.WeakKeyDictionary[Any, tuple[int, int]] = (
+            weakref.WeakKeyDictionary()
+        )
+        """Each watched gateway's cache bytes read and written when last refreshed."""
         registry.register(_Refresher(self))  # first, so gauges are fresh when collected
         ns = {"namespace": namespace, "subsystem": "gateway", "registry": registry}
         self.calls = prom.Counter(
@@ -131,6 +136,32 @@ class GatewayMetrics:
         self.state_healthy = prom.Gauge(
             "state_healthy", "1 when the gateway's state store answers, else 0.",
             ["gateway"], multiprocess_mode="livemin", **ns,
+        )  # fmt: skip
+        self.cache_hits = prom.Counter(
+            "cache_hits", "Calls answered by the response cache (no attempt, cost 0).",
+            ["gateway"], **ns,
+        )  # fmt: skip
+        self.cache_misses = prom.Counter(
+            "cache_misses", "Calls the response cache could not answer (then kept).",
+            ["gateway"], **ns,
+        )  # fmt: skip
+        self.cache_bypasses = prom.Counter(
+            "cache_bypasses", "Calls that bypassed the response cache (sampled, n > 1, "
+            "no-cache, cache=False).", ["gateway"], **ns,
+        )  # fmt: skip
+        self.cache_saved = prom.Counter(
+            "cache_saved_usd", "What the cache hits would have cost (USD, known prices).",
+            ["gateway"], **ns,
+        )  # fmt: skip
+        self.cache_read_bytes = prom.Counter(
+            "cache_read_bytes", "Bytes of cache entries that answered calls.", ["gateway"], **ns
+        )
+        self.cache_written_bytes = prom.Counter(
+            "cache_written_bytes", "Bytes of cache entries stored.", ["gateway"], **ns
+        )
+        self.cache_stored_bytes = prom.Gauge(
+            "cache_stored_bytes", "Bytes a memory response cache holds.",
+            ["gateway"], multiprocess_mode="livesum", **ns,
         )  # fmt: skip
 
     def _label(self, value: str | None) -> str:
@@ -186,6 +217,16 @@ class GatewayMetrics:
             child(tokens, gateway, deployment, "cached_input").inc(record.cached_input_tokens or 0)
         if record.cost is not None:
             child(self.cost, gateway, deployment).inc(record.cost)
+        cache = record.cache
+        if cache is not None:
+            if cache == "hit":
+                child(self.cache_hits, gateway).inc()
+                if record.cost_saved:
+                    child(self.cache_saved, gateway).inc(record.cost_saved)
+            elif cache == "miss":
+                child(self.cache_misses, gateway).inc()
+            else:
+                child(self.cache_bypasses, gateway).inc()
 
     def watch(self, gateway: Any) -> None:
         """Report ``gateway``'s breaker states, in-flight counts and state-store health (read
@@ -206,6 +247,22 @@ class GatewayMetrics:
                 state = BREAKER_STATES.get(entry.get("breaker"), -1.0)
                 self.breaker_state.labels(name, label).set(state)
                 self.in_flight.labels(name, label).set(entry["in_flight"])
+            cache = stats.get("cache")
+            if cache is not None:
+                self._cache_refresh(gateway, name, cache)
+
+    def _cache_refresh(self, gateway: Any, name: str, cache: dict[str, Any]) -> None:
+        """The cache's byte counters, by what they grew since the last refresh."""
+        now_read, now_written = cache["bytes_read"], cache["bytes_written"]
+        with self._lock:  # two refreshes at once (a scrape, the timer) count a delta once
+            read, written = self._cache_bytes.get(gateway, (0, 0))
+            self._cache_bytes[gateway] = (now_read, now_written)
+        if now_read > read:
+            self.cache_read_bytes.labels(name).inc(now_read - read)
+        if now_written > written:
+            self.cache_written_bytes.labels(name).inc(now_written - written)
+        if isinstance(cache.get("bytes"), int):
+            self.cache_stored_bytes.labels(name).set(cache["bytes"])
 
 
 class _Refresher:

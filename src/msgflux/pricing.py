@@ -12,11 +12,13 @@ about 100 µs and importing the package a few hundred milliseconds, so :func:`pr
 0.003
 
 Usage is OpenAI-shaped: cached input tokens are part of ``prompt_tokens`` and are charged at
-the cached rate, the rest at the input rate. Anthropic's cache writes
-(``cache_creation_input_tokens``, also part of ``prompt_tokens`` in our canonical usage) are
-charged at the cache-write rate. A rate a model has no price for (a cache rate, say) charges
-those tokens at the input rate, as genai-prices does. A tiered price is a cliff on the total
-input tokens: past a tier's start, every token of the call is charged at that tier's rates.
+the cached rate, the rest at the input rate (they are ``prompt_tokens_details.cached_tokens``,
+or Anthropic's ``cache_read_input_tokens``, or DeepSeek's ``prompt_cache_hit_tokens``).
+Anthropic's cache writes (``cache_creation_input_tokens``, also part of ``prompt_tokens`` in
+our canonical usage) are charged at the cache-write rate. A rate a model has no price for (a
+cache rate, say) charges those tokens at the input rate, as genai-prices does. A tiered price
+is a cliff on the total input tokens: past a tier's start, every token of the call is charged
+at that tier's rates.
 
 What is not priced: audio, image and video tokens, web searches and per-request fees (the
 canonical usage does not report them), and price changes scheduled after the lookup (a
@@ -51,6 +53,8 @@ PROVIDERS = {
     "together": "together",
     "openrouter": "openrouter",
     "cerebras": "cerebras",
+    "bedrock": "aws",  # model ids, inference profiles and their ARNs
+    "vertex": "google",  # Gemini, and Claude on Vertex (claude-sonnet-4@20250514)
 }
 """Our provider names -> genai-prices' provider ids. Every other provider (vllm, ollama,
 openai_compatible, local, a user's own) has no known price: set ``price`` on the deployment."""
@@ -90,6 +94,8 @@ def usage_tokens(usage: Any) -> Tokens | None:
     cached = details.get("cached_tokens") if _mapping(details) else None
     if cached is None:
         cached = usage.get("cache_read_input_tokens")
+    if cached is None:
+        cached = usage.get("prompt_cache_hit_tokens")  # DeepSeek's name for them
     return Tokens(
         prompt if prompt_ok else 0,
         _count(completion),

@@ -10,7 +10,7 @@ import pytest
 
 from msgflux import ManualClock, ModelGateway
 from msgflux.exceptions import ModelRouterError
-from msgflux.models.response import ModelResponse
+from msgflux.models.response import ModelResponse, metadata_of
 from tests.fakes import Scripted
 
 MODES = pytest.mark.parametrize("mode", ["sync", "async"])
@@ -32,11 +32,12 @@ class Metered(Scripted):
 
     def _answer(self, item: Any, kwargs: dict[str, Any]) -> Any:
         resp = super()._answer(item, kwargs)
-        resp.metadata["usage"] = {
+        usage = {
             "prompt_tokens": self.tokens // 2,
             "completion_tokens": self.tokens - self.tokens // 2,
             "total_tokens": self.tokens,
         }
+        resp.set_metadata({"usage": usage})
         return resp
 
 
@@ -114,7 +115,7 @@ async def test_tpm_counts_stream_usage_when_the_stream_ends(mode: str) -> None:
 
             def chunks() -> Any:
                 yield "x"
-                resp.metadata["usage"] = {"total_tokens": 700}
+                metadata_of(resp)["usage"] = {"total_tokens": 700}
 
             resp.set_source(chunks())
             return resp
@@ -229,8 +230,8 @@ def test_usage_as_an_attribute_object_counts_too() -> None:
         total_tokens = 42
 
     resp = ModelResponse()
-    resp.metadata["usage"] = Usage()
+    resp.set_metadata({"usage": Usage()})
     assert _tokens(resp) == 42
-    resp.metadata["usage"] = {"prompt_tokens": 3, "completion_tokens": 4}
+    resp.set_metadata({"usage": {"prompt_tokens": 3, "completion_tokens": 4}})
     assert _tokens(resp) == 7
     assert _tokens(object()) == 0

@@ -36,6 +36,7 @@ FIELDS = {
     "cost",
     "error",
     "upstream_request_id",
+    "cache",
 }
 
 

@@ -46,6 +46,7 @@ ENV = {
     "LITELLM_MASTER_KEY": MASTER_KEY,
     "UPSTREAM_API_BASE": "http://127.0.0.1:9/v1",
     "UPSTREAM_KEY": "u",
+    "AWS_REGION_NAME": "us-east-1",
 }
 MESSAGES: Any = [{"role": "user", "content": "Who was Frank Rosenblatt?"}]
 
@@ -82,6 +83,25 @@ def test_configs_quick_start() -> None:
                     },
                 ],
             },
+            # LiteLLM reads AWS_REGION_NAME when a Bedrock deployment names no region
+            "bedrock-claude-v1": {
+                "models": [
+                    {
+                        "model_name": "anthropic.claude-instant-v1",
+                        "model": "bedrock/anthropic.claude-instant-v1",
+                        "aws_region_name": "${AWS_REGION_NAME}",
+                    }
+                ]
+            },
+            "anthropic-claude": {
+                "models": [
+                    {
+                        "model_name": "anthropic.claude-instant-v1",
+                        "model": "bedrock/anthropic.claude-instant-v1",
+                        "aws_region_name": "us-east-1",
+                    }
+                ]
+            },
             "vllm-models": {
                 "models": [
                     {
@@ -104,13 +124,7 @@ def test_configs_quick_start() -> None:
             ]
         },
     }
-    bedrock = (
-        "litellm_params.model 'bedrock/anthropic.claude-instant-v1': AWS Bedrock needs SigV4 "
-        "request signing, which msgflux does not implement; deployment not imported"
-    )
     assert out.unmapped == [
-        f"model_list[1] (bedrock-claude-v1): {bedrock}",
-        f"model_list[3] (anthropic-claude): {bedrock}",
         "model_list[4] (vllm-models).model_info.version: LiteLLM model metadata; ignored",
         "model_list[5] (*): wildcard routing (model_name or model with `*`) is not supported; "
         "deployment not imported (list the models you serve instead)",
@@ -341,7 +355,9 @@ model_list:
         "o": ("together/m", None),
         "p": ("vllm/m", "${HOSTED_VLLM_API_BASE}"),
         "v": ("openai_compatible/my-model", "http://h/v1"),
+        "q": ("vertex/gemini-pro", None),
     }
+    assert got["q"]["vertex_project"] == "x"
     assert got["o"]["api_key"] == "${TOGETHERAI_API_KEY}"
     assert got["f"]["api_key"] == "${GEMINI_API_KEY}"
     assert got["k"] == {
@@ -355,12 +371,11 @@ model_list:
         "seed: not a parameter of the msgflux model; ignored"
         in reasons["model_list[10] (k).litellm_params.seed"]
     )
-    assert "Vertex AI needs Google Cloud credentials" in reasons["model_list[16] (q)"]
     assert "legacy /v1/completions API" in reasons["model_list[17] (r)"]
     assert "use hosted_vllm/" in reasons["model_list[18] (s)"]
     assert "no msgflux provider for LiteLLM's 'cohere'" in reasons["model_list[19] (t)"]
     assert "no provider prefix" in reasons["model_list[20] (u)"]
-    assert len(out.unmapped) == 6
+    assert len(out.unmapped) == 5
 
 
 def test_model_types_come_from_model_info_mode_or_the_model_id() -> None:
@@ -530,6 +545,7 @@ telemetry: false
         "first_chunk_timeout": 3,
         "idle_timeout": 3,
         "breaker": False,
+        "cache": {"store": "memory", "cache_sampled": True},
         "models": [
             {
                 "model_name": "a",
@@ -549,8 +565,9 @@ telemetry: false
         "router_settings.retry_policy: msgflux retries transient errors of a deployment "
         "(max_retries), not a count per exception type",
         "router_settings.enable_pre_call_checks: context-window pre-call checks are not supported",
-        "litellm_settings.cache: response caching is not supported",
-        "general_settings.database_url: virtual keys, budgets and spend tracking are not supported",
+        "general_settings.database_url: LiteLLM's database is not read: give each team a "
+        "server.keys entry (models, rpm, tpm, max_concurrency, budget: {usd, period}), whose "
+        "spend `msgflux keys usage` reports",
         "environment_variables.UNUSED: msgflux does not set environment variables: export it "
         "before `msgflux serve`",
     ]
@@ -621,8 +638,8 @@ model_list:
 def test_what_cannot_be_imported_at_all() -> None:
     with pytest.raises(LiteLLMImportError, match="model_list"):
         convert("router_settings: {}")
-    with pytest.raises(LiteLLMImportError, match="bedrock"):
-        convert("model_list: [{model_name: x, litellm_params: {model: bedrock/y}}]")
+    with pytest.raises(LiteLLMImportError, match="sagemaker"):
+        convert("model_list: [{model_name: x, litellm_params: {model: sagemaker/y}}]")
     with pytest.raises(LiteLLMImportError, match="not valid YAML"):
         convert("model_list: [")
 

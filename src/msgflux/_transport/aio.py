@@ -22,7 +22,8 @@ from msgflux._transport.endpoint import (
     Endpoint,
     StreamTimeouts,
 )
-from msgflux._transport.sse import Event, SSEDecoder
+from msgflux._transport.framing import SSE, Decoder, Framing
+from msgflux._transport.sse import Event
 from msgflux._transport.sync import Response
 
 __all__ = ["AsyncEventStream", "aclose", "apost", "apost_stream"]
@@ -65,7 +66,7 @@ async def _read_all(answer: wire.Answer, limit: int, truncate: bool = False) -> 
 
 
 async def _exchange(ep: Endpoint, body: bytes) -> tuple[int, Mapping[str, str], bytes]:
-    answer = await wire.request(ep._origin, ep._head, body)
+    answer = await wire.request(ep._origin, ep.head_for(body), body)
     try:
         status = answer.status
         if status >= 300:
@@ -92,7 +93,7 @@ async def apost(ep: Endpoint, body: bytes, timeout: float | None = None) -> Resp
 
 
 class AsyncEventStream:
-    """The SSE events of one streamed answer, read with ``async for``; see
+    """The events of one streamed answer, read with ``async for``; see
     :class:`msgflux._transport.sync.EventStream` for :meth:`content`/:meth:`afinish`."""
 
     __slots__ = (
@@ -120,6 +121,7 @@ class AsyncEventStream:
         timeouts: StreamTimeouts,
         started: float,
         loop: asyncio.AbstractEventLoop,
+        decoder: Decoder | None = None,
     ) -> None:
         self._ep = ep
         self._resp = resp
@@ -134,7 +136,7 @@ class AsyncEventStream:
         self.headers: Mapping[str, str] = resp.headers
         limits = ep.limits
         self._inflater = Inflater(resp.headers.get("content-encoding"), limits.max_response_bytes)
-        self._decoder = SSEDecoder(limits.max_event_bytes)
+        self._decoder = decoder or SSE.decoder(limits.max_event_bytes)
         self._scheduled = self._at
         self._handle: asyncio.TimerHandle | None = loop.call_at(self._at, self._check)
 
@@ -237,24 +239,28 @@ class AsyncEventStream:
             self._resp.close()
 
 
-async def apost_stream(ep: Endpoint, body: bytes, timeouts: StreamTimeouts) -> AsyncEventStream:
+async def apost_stream(
+    ep: Endpoint, body: bytes, timeouts: StreamTimeouts, framing: Framing = SSE
+) -> AsyncEventStream:
     """Async form of :func:`msgflux._transport.sync.post_stream`."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     why = f"no content within first_chunk_timeout={timeouts.first_chunk:g}s"
     resp: wire.Answer | None = None
     try:
-        resp = await _within(wire.request(ep._origin, ep._head, body), timeouts.first_chunk)
+        head = ep.head_for(body)
+        resp = await _within(wire.request(ep._origin, head, body), timeouts.first_chunk)
         left = started + timeouts.first_chunk - loop.time()
         if resp.status >= 300:
             data = await _within(_read_all(resp, MAX_ERROR_BODY, truncate=True), max(left, 0))
             resp.release()
             ep.raise_status(resp.status, data, resp.headers)
         ctype = resp.headers.get("content-type") or ""
-        if not ctype.lower().startswith("text/event-stream"):
+        if not ctype.lower().startswith(framing.media_type):
             sample = await _within(_read_all(resp, 500, truncate=True), max(left, 0))
-            ep.check_event_stream(resp.headers, sample)
-        return AsyncEventStream(ep, resp, timeouts, started, loop)
+            ep.check_event_stream(resp.headers, sample, framing.media_type)
+        decoder = framing.decoder(ep.limits.max_event_bytes)
+        return AsyncEventStream(ep, resp, timeouts, started, loop, decoder)
     except Exception as exc:
         if resp is not None:
             resp.close()

@@ -133,11 +133,15 @@ def status_error(
     provider: str | None = None,
     model_id: str | None = None,
     classify: Classify | None = None,
+    hint: str | None = None,
 ) -> APIStatusError:
-    """The typed error for an HTTP answer with an error status (returned, not raised).
+    """The typed error for an HTTP answer with an error status (returned, not raised);
+    ``hint`` ends its message (what the caller may have got wrong).
 
     Every known secret is scrubbed from the body, the message and the request id (the
-    exception does that itself, see :class:`~msgflux.exceptions.ProviderError`).
+    exception does that itself, see :class:`~msgflux.exceptions.ProviderError`). AWS's JSON
+    APIs name the error in an ``x-amzn-ErrorType`` header rather than the body: its value is
+    put in a JSON body's ``__type`` (where those APIs otherwise write it), for ``classify``.
     """
     text = raw.decode("utf-8", "replace") if isinstance(raw, (bytes, bytearray)) else (raw or "")
     body: Any = text
@@ -146,17 +150,24 @@ def status_error(
             body = orjson.loads(text)
         except orjson.JSONDecodeError:
             pass
+    aws_type = header(headers, "x-amzn-errortype")
+    if aws_type and type(body) is dict and "__type" not in body:
+        body["__type"] = aws_type.split(":", 1)[0]
     cls = (classify(status, body) if classify is not None else None) or error_class_for_status(
         status
     )
     detail = error_message(body) or http.client.responses.get(status, "error")
+    if hint:
+        detail = f"{detail} ({hint})"
     return cls(
         f"HTTP {status}: {detail}",
         provider=provider,
         model_id=model_id,
         status_code=status,
         body=body,
-        request_id=header(headers, "x-request-id") or header(headers, "request-id"),
+        request_id=header(headers, "x-request-id")
+        or header(headers, "request-id")
+        or header(headers, "x-amzn-requestid"),
         retry_after=parse_retry_after(headers),
     )
 

@@ -32,7 +32,8 @@ from msgflux._transport.endpoint import (
     Endpoint,
     StreamTimeouts,
 )
-from msgflux._transport.sse import Event, SSEDecoder
+from msgflux._transport.framing import SSE, Decoder, Framing
+from msgflux._transport.sse import Event
 
 __all__ = ["CONNECTIONS_PER_HOST", "EventStream", "Response", "close_pools", "post", "post_stream"]
 
@@ -248,7 +249,7 @@ def _open(
             "POST",
             ep._path,
             body=body,
-            headers=ep.headers,
+            headers=ep.headers_for(body),
             timeout=_socket_timeout(seconds),
             retries=False,
             redirect=False,
@@ -320,7 +321,8 @@ def post(ep: Endpoint, body: bytes, timeout: float | None = None) -> Response:
 
 
 class EventStream:
-    """The SSE events of one streamed answer, read with a plain ``for``.
+    """The events of one streamed answer (SSE, or another :class:`Framing`'s), read with a
+    plain ``for``.
 
     The provider adapter calls :meth:`content` when an event carried content (that moves the
     deadline from the first-chunk bound to the idle bound), :meth:`finish` once the stream
@@ -349,6 +351,7 @@ class EventStream:
         watch: Watch,
         timeouts: StreamTimeouts,
         started: float,
+        decoder: Decoder | None = None,
     ) -> None:
         self._ep = ep
         self._resp = resp
@@ -361,7 +364,7 @@ class EventStream:
         self.headers: Mapping[str, str] = resp.headers
         limits = ep.limits
         self._inflater = Inflater(resp.headers.get("content-encoding"), limits.max_response_bytes)
-        self._decoder = SSEDecoder(limits.max_event_bytes)
+        self._decoder = decoder or SSE.decoder(limits.max_event_bytes)
 
     def content(self) -> None:
         now = monotonic()
@@ -435,9 +438,12 @@ class EventStream:
         _close(self._resp, clean)
 
 
-def post_stream(ep: Endpoint, body: bytes, timeouts: StreamTimeouts) -> EventStream:
-    """POST and return the answer's SSE events once the status is checked (see
-    :class:`EventStream`). Connecting and the headers count against the first-chunk bound."""
+def post_stream(
+    ep: Endpoint, body: bytes, timeouts: StreamTimeouts, framing: Framing = SSE
+) -> EventStream:
+    """POST and return the answer's events once the status is checked (see
+    :class:`EventStream`): SSE unless another ``framing`` is named. Connecting and the headers
+    count against the first-chunk bound."""
     started = monotonic()
     watch = Watch(started + timeouts.first_chunk)
     _watchdog.add(watch)
@@ -452,10 +458,11 @@ def post_stream(ep: Endpoint, body: bytes, timeouts: StreamTimeouts) -> EventStr
             _close(resp, True)
             resp = None
             ep.raise_status(status, data, headers)
-        if not (resp.headers.get("content-type") or "").lower().startswith("text/event-stream"):
+        if not (resp.headers.get("content-type") or "").lower().startswith(framing.media_type):
             sample = _read_all(resp, 500, truncate=True)
-            ep.check_event_stream(resp.headers, sample)
-        return EventStream(ep, resp, watch, timeouts, started)
+            ep.check_event_stream(resp.headers, sample, framing.media_type)
+        decoder = framing.decoder(ep.limits.max_event_bytes)
+        return EventStream(ep, resp, watch, timeouts, started, decoder)
     except Exception as exc:
         _watchdog.remove(watch)
         _close(resp, False)

@@ -34,6 +34,7 @@ __all__ = [
     "GEMINI",
     "MESSAGES",
     "RESPONSES",
+    "Decoder",
     "Event",
     "Family",
     "Relay",
@@ -97,6 +98,21 @@ class StreamOut(Protocol):
         ...
 
 
+class Decoder(Protocol):
+    """A native stream's canonical chunks, event by event (what :meth:`Family.decoder` gives).
+
+    :meth:`feed` returns the chunks of one event (often none), each paired with a view hint
+    its reader may ignore; ``done`` turns true at the family's logical end; :meth:`end`
+    returns the chunks that close the stream (its usage) once the events are over.
+    """
+
+    done: bool
+
+    def feed(self, event: str | None, data: bytes) -> list[tuple[dict[str, Any], Any]]: ...
+
+    def end(self) -> list[dict[str, Any]]: ...
+
+
 class Family:
     """One API family: what the gateway and the server need of it (see the module docstring).
 
@@ -124,6 +140,16 @@ class Family:
     def read_answer(self, payload: Any, who: Who) -> tuple[dict[str, Any] | None, str | None]:
         """``(canonical usage, finish reason)`` of a native JSON answer; raises the typed
         error when it is not one."""
+        raise NotImplementedError
+
+    def completion(self, payload: Any, who: Who) -> dict[str, Any]:
+        """The canonical completion of a native JSON answer (what a response cache keeps);
+        raises the typed error when it is not one."""
+        raise NotImplementedError
+
+    def decoder(self, who: Who) -> Decoder:
+        """The canonical chunks of a native stream of this family (what a response cache
+        keeps of a stream it relayed)."""
         raise NotImplementedError
 
     model_key: ClassVar[str] = "model"

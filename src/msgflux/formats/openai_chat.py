@@ -31,6 +31,7 @@ from msgflux.formats.policy import Translation
 __all__ = [
     "FAMILY",
     "VENDOR_MESSAGE_FIELDS",
+    "ChatChunks",
     "ChatEvents",
     "ChatRelay",
     "classify_openai_error",
@@ -337,6 +338,32 @@ def completion_chunks(completion: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+class ChatChunks:
+    """A native chat stream's chunks as dicts (a :class:`~msgflux.formats.Decoder`: OpenAI's
+    chunks are the canonical ones already)."""
+
+    __slots__ = ("done", "who")
+
+    def __init__(self, who: Who) -> None:
+        self.who = who
+        self.done = False
+
+    def feed(self, event: str | None, data: bytes) -> list[tuple[dict[str, Any], Any]]:
+        if data == b"[DONE]":
+            self.done = True
+            return []
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise bad(self.who, f"a stream event that is not JSON: {exc}", data) from None
+        if type(chunk) is not dict:
+            raise bad(self.who, "a stream chunk must be a JSON object", data)
+        return [(chunk, None)]
+
+    def end(self) -> list[dict[str, Any]]:
+        return []
+
+
 class ChatEvents:
     """Canonical chunks as OpenAI's SSE (:class:`~msgflux.formats.StreamOut`): the model named,
     the usage-only chunk dropped unless the client asked for it, ``[DONE]`` at the end."""
@@ -391,6 +418,14 @@ class _Chat(Family):
         choice = choices[0] if type(choices) is list else None
         finish = choice.get("finish_reason") if type(choice) is dict else None
         return (usage if type(usage) is dict else None), finish
+
+    def completion(self, payload: Any, who: Who) -> dict[str, Any]:
+        if type(payload) is not dict or not payload.get("choices"):
+            self.read_answer(payload, who)  # raises the typed error
+        return payload  # type: ignore[no-any-return]
+
+    def decoder(self, who: Who) -> ChatChunks:
+        return ChatChunks(who)
 
     def to_canonical(
         self, payload: Any, ctx: Translation, headers: Mapping[str, str] | None = None

@@ -35,6 +35,7 @@ from msgflux.models.response import (
     ModelResponse,
     ModelStreamResponse,
     Pair,
+    metadata_of,
 )
 from msgflux.models.tool_call import ToolCall
 
@@ -154,7 +155,7 @@ def completion_view(
     message = choice["message"]
     resp = ModelResponse()
     resp.raw = payload
-    metadata = resp.metadata
+    metadata = metadata_of(resp)
     metadata["usage"] = payload.get("usage")
     metadata["finish_reason"] = choice.get("finish_reason")
     metadata["request_id"] = headers.get("x-request-id") if headers is not None else None
@@ -349,7 +350,7 @@ class ChatStream:
                 model_id=self.who[1],
             )
         target = self.target
-        metadata = target.metadata
+        metadata = metadata_of(target)
         metadata["usage"] = self.usage
         metadata["finish_reason"] = self.finish_reason
         if self.reasoning:

@@ -150,6 +150,7 @@ class NativeStream:
         "_pending",
         "_runner",
         "_started",
+        "_tap",
         "family",
         "is_async",
         "metadata",
@@ -173,6 +174,7 @@ class NativeStream:
         self._started = False
         self._end: EndHook | None = None
         self._runner: Callable[[Any], Any] | None = None
+        self._tap: tuple[Callable[[str | None, bytes], None], Callable[[Any], None]] | None = None
         self.metadata = Metadata(
             usage=None,
             finish_reason=None,
@@ -201,6 +203,23 @@ class NativeStream:
         text_of = relay.text_of
         relay.texts = [t for name, data in self._head if (t := text_of(name, data))]
 
+    def tap(
+        self,
+        see: Callable[[str | None, bytes], None],
+        end: Callable[[BaseException | None], None],
+    ) -> None:
+        """Show ``see`` each event the relay reads (those read already first), and tell
+        ``end`` once how the stream ended: None when it finished, else its error (a
+        ``GeneratorExit`` when its reader left). What a response cache keeps of a stream it
+        relays; neither may raise."""
+        for name, data in self._head:
+            see(name, data)
+        if self._over:
+            how, cancelled = self._outcome
+            end(GeneratorExit() if cancelled else how)
+        else:
+            self._tap = (see, end)
+
     def bridge(self, run: Callable[[Any], Any]) -> None:
         """Make an async stream readable from sync code: ``run`` runs a coroutine on the
         event loop the stream belongs to (a gateway's private loop) and returns its result."""
@@ -219,6 +238,8 @@ class NativeStream:
                     raise
                 self._pending = exc  # the events before it go out first
                 break
+            if self._tap is not None:
+                self._tap[0](name, data)
             if content:
                 self._started = True
                 events.content()
@@ -250,9 +271,11 @@ class NativeStream:
         meta["usage"] = relay.usage
         meta["finish_reason"] = relay.finish_reason
         hook, self._end = self._end, None
-        if hook is None:
-            return None
-        return hook(how, cancelled)
+        error = None if hook is None else hook(how, cancelled)
+        tap, self._tap = self._tap, None
+        if tap is not None:
+            tap[1](GeneratorExit() if cancelled else how)
+        return error
 
     def _failed(self, exc: BaseException) -> BaseException:
         self._events.close()

@@ -25,7 +25,7 @@ from msgflux.models.request import (
     TRANSCRIPTIONS,
     Request,
 )
-from msgflux.models.response import Metadata, ModelResponse
+from msgflux.models.response import Metadata, ModelResponse, metadata_of
 
 __all__ = ["canonical_of", "view_of", "view_of_payload"]
 
@@ -68,7 +68,7 @@ def _embeddings(payload: Any, req: Request, who: Who) -> ModelResponse:
     resp = ModelResponse()
     resp.response_type = "text_embedding"
     resp.data = vectors[0] if req.single else vectors
-    resp.metadata["usage"] = payload.get("usage")
+    metadata_of(resp)["usage"] = payload.get("usage")
     return resp
 
 
@@ -113,7 +113,7 @@ def _images(payload: Any, req: Request, who: Who) -> ModelResponse:
     resp = ModelResponse()
     resp.response_type = "image_generation"
     resp.data = images[0] if len(images) == 1 else images
-    resp.metadata["usage"] = payload.get("usage")
+    metadata_of(resp)["usage"] = payload.get("usage")
     return resp
 
 
@@ -137,7 +137,7 @@ def _transcript(content: bytes, req: Request, who: Who) -> tuple[Any, ModelRespo
     resp = ModelResponse()
     resp.response_type = "transcript"
     resp.data = transcript
-    resp.metadata["usage"] = usage
+    metadata_of(resp)["usage"] = usage
     return payload, resp
 
 
@@ -151,13 +151,13 @@ def view_of(
         resp.response_type = "audio_generation"
         resp.data = content
         resp.raw = content
-        resp.metadata["content_type"] = headers.get("content-type") if headers else None
+        metadata_of(resp)["content_type"] = headers.get("content-type") if headers else None
     elif kind == TRANSCRIPTIONS:
         raw, resp = _transcript(content, req, who)
         resp.raw = raw
     else:
         return view_of_payload(req, _json(content, who), headers, who)
-    resp.metadata["request_id"] = _request_id(headers)
+    metadata_of(resp)["request_id"] = _request_id(headers)
     return resp
 
 
@@ -173,7 +173,7 @@ def view_of_payload(
         raise ValueError(f"no JSON view for request kind {req.kind!r}")
     resp = build(payload, req, who)
     resp.raw = payload
-    resp.metadata["request_id"] = _request_id(headers)
+    metadata_of(resp)["request_id"] = _request_id(headers)
     return resp
 
 

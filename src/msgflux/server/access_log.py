@@ -6,11 +6,13 @@
      "path":"/v1/chat/completions","key":"team-a","gateway":"chat","deployment":"primary",
      "attempts":1,"fallbacks":0,"stream":false,"status":200,"latency_ms":812.4,"ttft_ms":null,
      "input_tokens":31,"output_tokens":120,"cost":0.000112,"error":null,
-     "upstream_request_id":"req_abc"}
+     "upstream_request_id":"req_abc","cache":null}
 
 ``key`` is the key's *name* from the config (never the key), ``deployment`` the ``model_name``
 that answered, ``attempts`` the calls made (skips not counted), ``ttft_ms`` a stream's time from
-the request's arrival to its first body bytes, ``cost`` USD (null when the price is unknown).
+the request's arrival to its first body bytes, ``cost`` USD (null when the price is unknown),
+``cache`` the response cache's verdict (``hit``: no attempt, cost 0; ``miss``; ``bypass``;
+null for a gateway without a cache).
 ``status`` 499 means the client went away before the answer was complete. ``error`` names what
 went wrong: the gateway's exception type, ``key_limit:<reason>`` for a key refused by its
 limits, the stream's error type when it broke after its first chunk. No line ever holds
@@ -116,6 +118,7 @@ def _line(exchange: Exchange) -> bytes:
         "cost": record.cost if record is not None else None,
         "error": _error(exchange, record),
         "upstream_request_id": answer.request_id if answer is not None else None,
+        "cache": answer.cache if answer is not None else None,
     }
     text = orjson.dumps(entry).decode()
     clean = scrub(text)

@@ -70,11 +70,15 @@ async def serve(ops: Operations, runtime: Runtime, path: str, scope: Scope, send
         text = await asyncio.to_thread(metrics.render)
         await send_bytes(send, 200, text, CONTENT_TYPE)
     elif path == "/admin/config":
-        config = runtime.config
+        shown = plan(runtime.config)
+        listening = scope.get("server")
+        if isinstance(listening, (tuple, list)) and len(listening) == 2:
+            # Where this server listens (the command line's --host/--port win over the file).
+            shown["server"]["host"], shown["server"]["port"] = listening[0], listening[1]
         await send_json(
             send,
             200,
-            {"pid": os.getpid(), "loaded_at": runtime.loaded_at, "config": plan(config)},
+            {"pid": os.getpid(), "loaded_at": runtime.loaded_at, "config": shown},
         )
     else:
         await _reload(ops, send)

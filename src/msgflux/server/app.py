@@ -56,6 +56,9 @@ class App:
         assert reloader is not None
         runtime = reloader.acquire()
         try:
+            keys = runtime.keys
+            if keys.unknown(scope["headers"]):  # maybe a virtual key created elsewhere just now
+                await keys.refresh()
             await resolve(path, method)(self, runtime, scope, receive, send)
         except HTTPError as exc:
             await send_error(send, exc)

@@ -83,5 +83,5 @@ def parse_config(
     text: str, env: Mapping[str, str] | None = None, *, source: str = "<config>"
 ) -> ServerConfig:
     """Validate a config given as YAML text (see :func:`load_config`)."""
-    data = expand(load_yaml(text), "", os.environ if env is None else env)
+    data = expand(load_yaml(text, source), "", os.environ if env is None else env)
     return build_config(data, source)

@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import importlib
 import inspect
+import os
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -124,6 +125,14 @@ def build_config(data: Mapping[Any, Any], source: str = "<config>") -> ServerCon
             )
         gateways[name] = _gateway(name, raw, f"gateways.{name}")
     server = _server(data.get("server"), gateways)
+    for spec in gateways.values():
+        cache = spec.options.get("cache")
+        if isinstance(cache, dict) and cache.get("store") == "redis" and server.state is None:
+            raise ConfigError(
+                f"gateways.{spec.name}.cache.store",
+                "redis means server.state, which is not set: set server.state, or give the "
+                "cache its own redis:// URL here",
+            )
     return ServerConfig(MappingProxyType(gateways), server, source)
 
 
@@ -180,9 +189,42 @@ def _option(key: str, value: Any, path: str) -> Any:
         return _import(value, path)
     if key == "state":
         return _state_url(value, path)
+    if key == "cache":
+        return _cache(value, path)
     if key in ("breaker", "hedge") and isinstance(value, dict):
         _nested_keys(key, value, path)
     return value
+
+
+_CACHE_KEYS = ("ttl", "store", "max_bytes", "max_entry_bytes", "cache_sampled")
+
+
+def _cache(value: Any, path: str) -> Any:
+    """``cache:``: true, false, or ``{ttl, store, max_bytes, max_entry_bytes, cache_sampled}``
+    where ``store`` is ``memory`` (the default), ``redis`` (``server.state``) or a URL."""
+    if value is None or isinstance(value, bool):
+        return value
+    spec = as_mapping(value, path, "true, or a mapping {ttl, store: memory|redis, ...}")
+    only_keys(spec, _CACHE_KEYS, path)
+    out: dict[str, Any] = {}
+    if spec.get("ttl") is not None:
+        out["ttl"] = as_seconds(spec["ttl"], join(path, "ttl"))
+        if out["ttl"] <= 0:
+            raise ConfigError(join(path, "ttl"), "must be a number of seconds > 0, got 0")
+    store = as_text(spec.get("store", "memory"), join(path, "store"))
+    if store not in ("memory", "redis"):
+        store = _state_url(store, join(path, "store"))
+    out["store"] = store
+    for key in ("max_bytes", "max_entry_bytes"):
+        if spec.get(key) is not None:
+            out[key] = as_int(spec[key], join(path, key), 1, 1 << 40)
+    if out.get("max_bytes") is not None and store != "memory":
+        raise ConfigError(
+            join(path, "max_bytes"), "bounds a memory store; Redis has its own maxmemory"
+        )
+    if spec.get("cache_sampled") is not None:
+        out["cache_sampled"] = as_bool(spec["cache_sampled"], join(path, "cache_sampled"))
+    return out
 
 
 def _nested_keys(key: str, value: dict[str, Any], path: str) -> None:
@@ -223,10 +265,17 @@ def _exception(value: Any, path: str) -> Any:
     return target
 
 
+STATE_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+
+
 def _state_url(value: Any, path: str) -> str | None:
     url = as_text(value, path, optional=True)
-    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(path, f"must be a redis://, rediss:// or unix:// URL, got {url!r}")
+    if url is not None and not url.startswith(STATE_SCHEMES):
+        raise ConfigError(
+            path,
+            "must be a redis://, rediss://, unix://, redis+cluster:// or rediss+cluster:// URL, "
+            f"got {url!r}",
+        )
     if url is not None:
         _register_url_password(url)
     return url
@@ -268,6 +317,10 @@ def model_parameters(cls: type[Any]) -> dict[str, inspect.Parameter]:
 
 def _deployment(kind: str, raw: Any, path: str) -> DeploymentSpec:
     spec = as_mapping(raw, path, "a mapping with model_name and model")
+    if "api_base" in spec:  # LiteLLM's (and older OpenAI SDKs') name for base_url
+        if "base_url" in spec:
+            raise ConfigError(join(path, "api_base"), "an alias of base_url, which is set too")
+        spec = {("base_url" if k == "api_base" else k): v for k, v in spec.items()}
     for key in ("model_name", "model"):
         if key not in spec:
             raise ConfigError(join(path, key), "required")
@@ -292,10 +345,13 @@ def _deployment(kind: str, raw: Any, path: str) -> DeploymentSpec:
                 if _is_text_param(params.get(key)) and isinstance(value, FromEnv)
                 else resolved
             )
-    for secret in ("api_key",):
-        if model_args.get(secret) is not None:
-            as_text(model_args[secret], join(path, secret))
-            _secrets.register(str(model_args[secret]))
+    for secret in getattr(cls, "secret_params", ("api_key",)):
+        value = model_args.get(secret)
+        if value is None or isinstance(value, Mapping):
+            continue  # a mapping (a service account's JSON): its model registers its secrets
+        as_text(value, join(path, secret))
+        if not os.path.isfile(str(value)):  # a credentials file's path is not the secret
+            _secrets.register(str(value))
     return DeploymentSpec(model_name, model, MappingProxyType(keys), MappingProxyType(model_args))
 
 

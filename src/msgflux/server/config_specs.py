@@ -169,8 +169,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def plan(config: ServerConfig) -> dict[str, Any]:
-    """The resolved config as plain data, secrets masked (what ``msgflux config check`` prints)."""
+def plan(config: ServerConfig, resolve_credentials: bool = False) -> dict[str, Any]:
+    """The resolved config as plain data, secrets masked (what ``msgflux config check`` prints).
+
+    Cloud deployments (Bedrock, Vertex) name their credential source; with
+    ``resolve_credentials`` it is resolved (botocore's chain, ADC: possibly a metadata
+    service call, so not on a server's event loop), never shown."""
     server = config.server
     keys = [
         {
@@ -213,11 +217,27 @@ def plan(config: ServerConfig) -> dict[str, Any]:
         models = []
         for dep in gw.deployments:
             params = dict(dep.params)
-            if params.get("api_key") is not None:
-                params["api_key"] = _secrets.MASK
-            models.append({"model_name": dep.model_name, "model": dep.model, **dep.keys, **params})
+            cls = _model_class(gw.type, dep.model)
+            for name in getattr(cls, "secret_params", ("api_key",)):
+                if params.get(name) is not None:
+                    params[name] = _secrets.MASK
+            entry = {"model_name": dep.model_name, "model": dep.model, **dep.keys, **params}
+            describe = getattr(cls, "describe_credentials", None)
+            if describe is not None:  # cloud providers: which credentials calls will use
+                entry["credentials"] = describe(dep.params, resolve_credentials)
+            models.append(entry)
         out["gateways"][gw.name] = {"type": gw.type, **options, "models": models}
     return _secrets.scrub_value(out)  # type: ignore[no-any-return]
+
+
+def _model_class(kind: str, model: str) -> Any:
+    """The class a deployment's ``provider/model_id`` builds (None when unknown)."""
+    from msgflux.models.registry import lookup
+
+    try:
+        return lookup(kind, model.partition("/")[0])
+    except ValueError:
+        return None
 
 
 def _limits_plan(limits: KeyLimits) -> dict[str, Any]:

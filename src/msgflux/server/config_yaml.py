@@ -22,7 +22,7 @@ from typing import Any
 
 from msgflux.server.config_checks import ConfigError, FromEnv, join, kind_of
 
-__all__ = ["expand", "load_yaml", "read_file", "yaml"]
+__all__ = ["expand", "load_yaml", "missing_variables", "read_file", "yaml"]
 
 yaml: Any = importlib.import_module("yaml")
 
@@ -58,12 +58,14 @@ def read_file(path: str | os.PathLike[str]) -> str:
         raise ConfigError("", f"cannot read {str(file)!r}: {exc.strerror or exc}") from None
 
 
-def load_yaml(text: str) -> dict[Any, Any]:
-    """The mapping a config's YAML text holds (empty text: an empty mapping)."""
+def load_yaml(text: str, source: str = "<config>") -> dict[Any, Any]:
+    """The mapping a config's YAML text holds (empty text: an empty mapping); a syntax error
+    names ``source`` (the file) and the line."""
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise ConfigError("", f"not valid YAML: {exc}") from None
+        where = str(exc).replace('"<unicode string>"', f'"{source}"')
+        raise ConfigError("", f"not valid YAML: {where}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -85,6 +87,22 @@ def expand(value: Any, path: str, env: Mapping[str, str]) -> Any:
     if isinstance(value, list):
         return [expand(v, f"{path}[{i}]", env) for i, v in enumerate(value)]
     return value
+
+
+def missing_variables(value: Any, path: str, env: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Every ``(path, NAME)`` whose ``${NAME}`` (without a default) ``env`` lacks, all at
+    once (``msgflux config check`` reports them in one run)."""
+    if isinstance(value, str):
+        return [
+            (path, match.group(1))
+            for match in _REFERENCE.finditer(value)
+            if match.group(1) and match.group(2) is None and env.get(match.group(1)) is None
+        ]
+    if isinstance(value, dict):
+        return [m for k, v in value.items() for m in missing_variables(v, join(path, str(k)), env)]
+    if isinstance(value, list):
+        return [m for i, v in enumerate(value) for m in missing_variables(v, f"{path}[{i}]", env)]
+    return []
 
 
 def _expand_text(text: str, path: str, env: Mapping[str, str]) -> Any:

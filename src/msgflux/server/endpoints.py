@@ -25,7 +25,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -33,6 +33,7 @@ import orjson
 from msgflux._secrets import scrub
 from msgflux.exceptions import Attempt
 from msgflux.formats import Family, family
+from msgflux.models.gateway.cache import NotCached
 from msgflux.models.gateway.raw import RawAnswer, RawStream
 from msgflux.models.request import CHAT, Request, from_openai
 from msgflux.server import exchange
@@ -47,6 +48,7 @@ from msgflux.server.asgi import (
     send_bytes,
 )
 from msgflux.server.auth import Principal
+from msgflux.server.cache_headers import cache_headers, cache_options, not_cached, only_cached
 from msgflux.server.errors import HTTPError, from_gateway, from_validation
 from msgflux.server.runtime import Route, Runtime
 
@@ -229,7 +231,7 @@ def _headers(answer: RawAnswer | RawStream, began: float) -> Headers:
         value = scrub(request_id).encode("latin-1", "replace")
         out.append((answer.family.request_id_header.encode(), value))
         out.append((b"x-msgflux-upstream-request-id", value))
-    return out
+    return out + cache_headers(answer)
 
 
 def _error_headers(exc: BaseException, began: float) -> Headers:
@@ -307,7 +309,7 @@ async def handle(
             else:
                 await send_bytes(send, 200, answer.json(name), JSON, headers)
 
-        await relay(route, request, receive, began, respond)
+        await relay(route, request, receive, began, respond, cache_options(route, scope))
     except HTTPError as exc:
         await send_family_error(send, exc, fam)
 
@@ -318,17 +320,22 @@ async def relay(
     receive: Receive,
     began: float,
     respond: Callable[[RawAnswer | RawStream, Headers, Watch], Awaitable[None]],
+    options: Mapping[str, Any] | None = None,
 ) -> None:
     """The part of a model request every API shares: call the gateway (a failure is an
     :class:`HTTPError`), hand the answer to ``respond``, cancel the call when the client
     hangs up (ending quietly), close the stream whatever happened. The request first passes
-    its key's limits (:func:`.exchange.admit`: a 429 before the gateway is called)."""
+    its key's limits (:func:`.exchange.admit`: a 429 before the gateway is called);
+    ``options`` are the call's per-call options (its cache controls)."""
     await exchange.admit(route)
+    options = only_cached(dict(options or {}))
     watch = Watch(receive)
     answer: RawAnswer | RawStream | None = None
     try:
         try:
-            answer = await route.gateway.acomplete(request)
+            answer = await route.gateway.acomplete(request, **options)
+        except NotCached:
+            raise not_cached() from None
         except (TypeError, ValueError) as exc:  # a caller mistake the gateway found
             raise from_validation(exc) from None
         except Exception as exc:

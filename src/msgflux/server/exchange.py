@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextvars
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from msgflux.models.gateway.raw import RawAnswer, RawStream
@@ -36,6 +37,7 @@ class Exchange:
     __slots__ = (
         "answer",
         "began",
+        "cached_only",
         "ended",
         "error",
         "first_body",
@@ -62,6 +64,9 @@ class Exchange:
         self.error: BaseException | None = None
         self.rejected: str | None = None
         """Why the key's limits refused it (``rpm``, ``tpm``, ``max_concurrency``, ``budget``)."""
+        self.cached_only: Any = None
+        """The key's ``tpm``/``budget`` refusal, when it was admitted for a cached answer only
+        (:mod:`.cache_headers`)."""
         self.ticket: Ticket | None = None
         self.status = 0
         """The response's status (0: none sent, the client left first)."""
@@ -114,7 +119,9 @@ def identified(principal: Principal) -> None:
 
 
 async def admit(route: Route) -> None:
-    """Count this request against its key's limits; raises the 429 when they refuse it."""
+    """Count this request against its key's limits; raises the 429 when they refuse it. Past
+    its tpm or budget, a key is still admitted to a gateway with a response cache, for a
+    cached answer only (``cached_only``)."""
     exchange = _CURRENT.get()
     if exchange is None:
         return
@@ -123,9 +130,21 @@ async def admit(route: Route) -> None:
     limiter = exchange.limiter
     if principal is None or limiter is None or not principal.limits.active:
         return
-    result = await limiter.admit(principal.name, principal.limits)
-    from msgflux.server.limits import Rejection
+    limits = principal.limits
+    result = await limiter.admit(principal.name, limits)
+    from msgflux.server.limits import BUDGET, TPM, Rejection
 
+    if (
+        isinstance(result, Rejection)
+        and result.reason in (TPM, BUDGET)
+        and route.gateway.cache is not None
+    ):
+        # A cached answer spends nothing: past its tpm or budget, the key may still have one
+        # (its rpm and concurrency still count).
+        spare = await limiter.admit(principal.name, replace(limits, tpm=None, budget=None))
+        if not isinstance(spare, Rejection):
+            exchange.cached_only = result
+            result = spare
     if isinstance(result, Rejection):
         exchange.rejected = result.reason
         raise result.error()

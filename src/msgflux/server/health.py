@@ -39,12 +39,12 @@ class StateProbe:
         self._checked = now
         try:
             if self._client is None:
-                import redis.asyncio as aioredis
+                from msgflux.models.gateway.redis.cluster import Connector
+                from msgflux.models.gateway.redis.url import parse_url
 
-                self._client = aioredis.Redis.from_url(
-                    self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout
-                )
-            await asyncio.wait_for(self._client.ping(), self.timeout)
+                self._client = Connector(parse_url(self.url), self.timeout)
+            # On a Redis Cluster: the node serving the slot of the server's own keys.
+            await asyncio.wait_for(self._client.apipe("{msgflux}").call("PING"), self.timeout)
             self._ok, self._error = True, None
         except Exception as exc:
             from msgflux._secrets import scrub

@@ -202,7 +202,7 @@ def run_worker(
     """Serve in this process until SIGTERM has drained it; returns the exit code (0)."""
     access_log.configure(config.server.access_log)
     ops = Operations(config, workers=target.workers, supervised=reuse_port)
-    runtime = build_runtime(config, hooks=ops.hooks)
+    runtime = build_runtime(config, hooks=ops.hooks, directory=ops.directory)
     try:
         sock = bind(target.host, target.port, reuse_port=reuse_port)
     except StartupError:

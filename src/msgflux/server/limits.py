@@ -25,7 +25,7 @@ import dataclasses
 import math
 import threading
 from datetime import datetime, timezone
-from typing import Protocol
+from typing import Any, Protocol
 
 from msgflux._time import Clock
 from msgflux.models.gateway.limits import (
@@ -35,6 +35,7 @@ from msgflux.models.gateway.limits import (
     limits_check,
     limits_release,
     limits_take,
+    tokens_used,
 )
 from msgflux.models.gateway.state import DeploymentState, Policy
 from msgflux.server.errors import HTTPError
@@ -51,6 +52,7 @@ __all__ = [
     "Rejection",
     "Ticket",
     "policy_of",
+    "usage_of",
     "utc",
 ]
 
@@ -154,9 +156,32 @@ class Limiter(Protocol):
 
     async def admit(self, name: str, limits: KeyLimits) -> Ticket | Rejection: ...
 
+    async def usage(self, name: str, limits: KeyLimits) -> dict[str, Any]:
+        """What key ``name`` uses now of its limits (see :func:`usage_of`)."""
+        ...
+
     def healthy(self) -> bool: ...
 
     async def aclose(self) -> None: ...
+
+
+def usage_of(
+    limits: KeyLimits,
+    requests: int | None,
+    tokens: int | None,
+    in_flight: int | None,
+    spent: float | None,
+) -> dict[str, Any]:
+    """A key's use against its limits, as the admin API shows it. A count is None where the
+    key has no such limit (it is then not kept)."""
+    budget = limits.budget
+    return {
+        "requests_last_minute": requests if limits.rpm is not None else None,
+        "tokens_last_minute": tokens if limits.tpm is not None else None,
+        "in_flight": in_flight if limits.max_concurrency is not None else None,
+        "spent_usd": (spent or 0.0) if budget is not None else None,
+        "remaining_usd": max(0.0, budget.usd - (spent or 0.0)) if budget is not None else None,
+    }
 
 
 def policy_of(name: str, limits: KeyLimits) -> Policy:
@@ -214,6 +239,22 @@ class MemoryLimiter:
 
     async def admit(self, name: str, limits: KeyLimits) -> Ticket | Rejection:
         return self.admit_now(name, limits)
+
+    def usage_now(self, name: str, limits: KeyLimits) -> dict[str, Any]:
+        now = self.clock.time()
+        with self._lock:
+            st = self._states.get(name)
+            requests = tokens = leases = 0
+            if st is not None:
+                requests = sum(1 for t in st.requests if t > now - 60.0)
+                tokens = tokens_used(st, now)
+                leases = sum(1 for t in st.leases if t > now)
+            budget = limits.budget
+            spent = self.spent(name, budget.period, now) if budget is not None else None
+        return usage_of(limits, requests, tokens, leases, spent)
+
+    async def usage(self, name: str, limits: KeyLimits) -> dict[str, Any]:
+        return self.usage_now(name, limits)
 
     def _release(self, ticket: Ticket, tokens: int, cost: float) -> None:
         now = self.clock.time()

@@ -5,8 +5,9 @@ without interleaving, so two processes can never both take a key's last rpm slot
 concurrency lease; each settlement is one more (``lua/key_settle.lua``), sent after the
 answer without holding the request up. The connections are the gateway store's
 (:class:`~msgflux.models.gateway.redis.pipe.AsyncPipe`: one auto-pipelined connection per event
-loop) and URLs are read by its :func:`~msgflux.models.gateway.redis.url.parse_url`, which never
-shows a password.
+loop and Redis node; on a Redis Cluster, the node of each key's slot, see
+:mod:`~msgflux.models.gateway.redis.cluster`) and URLs are read by its
+:func:`~msgflux.models.gateway.redis.url.parse_url`, which never shows a password.
 
 Keys, one Redis Cluster slot per client key: ``{msgflux:key:<name>}:rpm`` (the rpm log),
 ``:leases``, ``:tokens`` and ``:spend:<period>:<start>`` (USD spent in the budget period that
@@ -34,7 +35,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from msgflux._secrets import scrub
 from msgflux._time import Clock
-from msgflux.models.gateway.redis.pipe import AsyncPipe, endpoint
+from msgflux.models.gateway.redis.cluster import Connector
 from msgflux.models.gateway.redis.url import parse_url
 from msgflux.server.key_limits import KeyLimits, period_bounds
 from msgflux.server.limits import (
@@ -46,6 +47,7 @@ from msgflux.server.limits import (
     MemoryLimiter,
     Rejection,
     Ticket,
+    usage_of,
 )
 
 __all__ = ["SPEND_MARGIN", "RedisLimiter", "key_names", "spend_key"]
@@ -99,7 +101,7 @@ class RedisLimiter:
         self.local = MemoryLimiter(self.clock)
         """Where admissions go while Redis is unreachable."""
         self.retry_interval = retry_interval
-        self._pipe = AsyncPipe(endpoint(parsed.normalized), timeout)
+        self._connector = Connector(parsed, timeout, self.clock)
         self._down_until = float("-inf")
         self._instance = os.urandom(6).hex()
         self._ids = itertools.count(1)
@@ -111,11 +113,12 @@ class RedisLimiter:
     async def _eval(
         self, script: str, sha: str, keys: tuple[str, ...], args: tuple[str, ...]
     ) -> Any:
+        pipe = self._connector.apipe(keys[0])  # on a cluster, the node of the key's slot
         try:
-            return await self._pipe.call("EVALSHA", sha, len(keys), *keys, *args)
+            return await pipe.call("EVALSHA", sha, len(keys), *keys, *args)
         except NoScriptError:
-            await self._pipe.call("SCRIPT", "LOAD", script)
-            return await self._pipe.call("EVALSHA", sha, len(keys), *keys, *args)
+            await pipe.call("SCRIPT", "LOAD", script)
+            return await pipe.call("EVALSHA", sha, len(keys), *keys, *args)
 
     def _failed(self, what: str, exc: BaseException) -> None:
         if self.healthy():
@@ -136,7 +139,10 @@ class RedisLimiter:
         start = end = 0.0
         if budget is not None:
             start, end = period_bounds(budget.period, now)
-        spend = spend_key(name, budget.period, start) if budget is not None else ""
+        # With no budget the script never reads the spend key: any key of the same slot will
+        # do (on a Redis Cluster every key of one call must share a slot).
+        keys = key_names(name)
+        spend = spend_key(name, budget.period, start) if budget is not None else keys[0]
         needs_token = limits.rpm is not None or limits.max_concurrency is not None
         token = f"{self._instance}:{next(self._ids)}" if needs_token else ""
         args = (
@@ -149,7 +155,7 @@ class RedisLimiter:
             _num(budget.usd if budget is not None else None),
         )
         try:
-            raw = await self._eval(ADMIT, ADMIT_SHA, (*key_names(name), spend), args)
+            raw = await self._eval(ADMIT, ADMIT_SHA, (*keys, spend), args)
         except (RedisError, OSError) as exc:
             self._failed("admission", exc)
             return self.local.admit_now(name, limits)
@@ -161,6 +167,38 @@ class RedisLimiter:
         assert reason is not None
         retry_at = end if reason == BUDGET else float(raw[1]) if raw[1] else None
         return Rejection(name, reason, limits, now, retry_at, float(raw[2]))
+
+    async def usage(self, name: str, limits: KeyLimits) -> dict[str, Any]:
+        """Key ``name``'s counters in Redis (this process's while Redis is unreachable)."""
+        if not self.healthy():
+            return self.local.usage_now(name, limits)
+        now = self.clock.time()
+        rpm, leases, tokens = key_names(name)
+        budget = limits.budget
+        pipe = self._connector.apipe(rpm)
+        calls = [
+            pipe.call("ZCOUNT", rpm, f"({now - 60.0!r}", "+inf"),
+            pipe.call("ZCOUNT", leases, f"({now!r}", "+inf"),
+            pipe.call("HGETALL", tokens),
+        ]
+        if budget is not None:
+            calls.append(
+                pipe.call(
+                    "GET", spend_key(name, budget.period, period_bounds(budget.period, now)[0])
+                )
+            )
+        try:
+            replies = await asyncio.gather(*calls)
+        except (RedisError, OSError) as exc:
+            self._failed("read", exc)
+            return self.local.usage_now(name, limits)
+        buckets = replies[2]
+        second = math.floor(now)
+        used = sum(
+            int(buckets[i + 1]) for i in range(0, len(buckets), 2) if second - int(buckets[i]) < 60
+        )
+        spent = float(replies[3] or 0.0) if budget is not None else None
+        return usage_of(limits, int(replies[0]), used, int(replies[1]), spent)
 
     def _settle(self, ticket: Ticket, tokens: int, cost: float) -> None:
         limits = ticket.limits
@@ -199,4 +237,4 @@ class RedisLimiter:
 
     async def aclose(self) -> None:
         await self.drain()
-        await self._pipe.aclose()
+        await self._connector.aclose()

@@ -1,4 +1,5 @@
-"""What the server does around each request: key limits, metrics, the access log, reloads.
+"""What the server does around each request: key limits, metrics, the access log, reloads,
+the virtual keys (:mod:`.directory`) and the dashboard's activity (:mod:`.activity`).
 
 :class:`Operations` is built once per process, before the first runtime (its
 :attr:`~Operations.hooks` go to every gateway's ``on_complete``), and outlives reloads: the
@@ -18,8 +19,12 @@ import time
 from typing import Any
 
 from msgflux.server import access_log
+from msgflux.server.activity import Activity, failure_entry
 from msgflux.server.config import ServerConfig
+from msgflux.server.directory import Directory
 from msgflux.server.exchange import Exchange, closed, opened, settle
+from msgflux.server.key_admin import KeyAdmin
+from msgflux.server.keystore import make_keystore
 from msgflux.server.limits import Limiter, MemoryLimiter
 from msgflux.server.metrics import ServerMetrics
 from msgflux.server.reload import Reloader, hangup_deferred
@@ -30,8 +35,11 @@ __all__ = ["Operations", "make_limiter"]
 
 logger = logging.getLogger("msgflux.server")
 
-_QUIET = ("/health/", "/metrics")
-"""Paths neither counted nor logged (probes and scrapes would drown the rest)."""
+_QUIET = ("/health/", "/metrics", "/ui", "/admin/dashboard")
+"""Paths neither counted nor logged (probes, scrapes and the dashboard's refreshes would drown
+the rest)."""
+_QUIET_READS = ("/admin/keys", "/admin/audit")
+"""Paths whose GETs are quiet too (the dashboard reads them; their changes are logged)."""
 
 
 def make_limiter(state: str | None) -> Limiter:
@@ -56,6 +64,11 @@ class Operations:
         self.limiter = make_limiter(config.server.state)
         self.responses: ResponseStore = make_store(config.server.state, config.server.responses_ttl)
         """Stored responses of the Responses API (shared through ``server.state``)."""
+        self.directory = Directory(make_keystore(config.server.state))
+        """The virtual keys (in ``server.state``, else this process's memory)."""
+        self.key_admin = KeyAdmin(self.directory)
+        self.activity = Activity(config.server.state)
+        """Requests and spend per minute, for the dashboard."""
         self.access_log = config.server.access_log
         self.observing = self.metrics is not None or self.access_log
         """Someone reads the requests' status and timings (else ``send`` is not wrapped)."""
@@ -95,15 +108,35 @@ class Operations:
         metrics = self.metrics
         if metrics is not None:
             metrics.serving -= 1
-        if exchange.path.startswith(_QUIET):
+        if exchange.path.startswith(_QUIET) or (
+            exchange.method == "GET" and exchange.path.startswith(_QUIET_READS)
+        ):
             return
         try:
+            if exchange.route is not None and exchange.rejected is None:
+                self._count(exchange)
             if metrics is not None:
                 metrics.observe(exchange)
             if self.access_log:
                 access_log.log(exchange)
         except Exception:  # never fail a request for its bookkeeping
             logger.exception("recording a request failed")
+
+    def _count(self, exchange: Exchange) -> None:
+        """The request in the dashboard's activity (and its failed attempts, if any)."""
+        route, principal = exchange.route, exchange.principal
+        assert route is not None
+        key = principal.name if principal is not None else "anonymous"
+        record = exchange.record
+        cost = record.cost if record is not None and record.cost else 0.0
+        attempts = getattr(exchange.error or exchange.answer, "attempts", None) or ()
+        failure = None
+        if exchange.error is not None or any(a.exception is not None for a in attempts):
+            error = type(exchange.error).__name__ if exchange.error is not None else None
+            failure = failure_entry(
+                exchange.began, route.name, key, exchange.status, error, attempts
+            )
+        self.activity.record(route.name, key, exchange.error is not None, cost, failure)
 
     # -- reloads ------------------------------------------------------------------------------
     def reloaded(self, ok: bool, error: BaseException | None = None) -> None:
@@ -131,6 +164,12 @@ class Operations:
             self._spawn(stored.aclose())  # in memory, what it held is gone with it
         if state == old.config.server.state:
             return
+        keystore = self.directory.store
+        self.directory.use(make_keystore(state))
+        self._spawn(keystore.aclose())
+        activity, self.activity = self.activity, Activity(state)
+        self.activity.start()
+        self._spawn(activity.aclose())
         previous, self.limiter = self.limiter, make_limiter(state)
         if self.metrics is not None:
             self.metrics.watch(new, self.limiter)
@@ -162,6 +201,8 @@ class Operations:
         metrics = self.metrics
         if metrics is not None and metrics.multiprocess_dir:
             self._refresher = loop.create_task(metrics.refresh_forever())
+        self.directory.start()
+        self.activity.start()
 
     async def aclose(self) -> None:
         if self._refresher is not None:
@@ -170,5 +211,7 @@ class Operations:
             await asyncio.wait(list(self._tasks), timeout=5)
         await self.limiter.aclose()
         await self.responses.aclose()
+        await self.directory.aclose()
+        await self.activity.aclose()
         if self.reloader is not None:
             self.reloader.close_all()

@@ -34,6 +34,7 @@ from msgflux.models.gateway.raw import RawAnswer, RawStream
 from msgflux.models.native import native_request
 from msgflux.models.request import CHAT
 from msgflux.server.asgi import JSON, Headers, Receive, Scope, Send, Watch, read_body, send_bytes
+from msgflux.server.cache_headers import cache_options
 from msgflux.server.endpoints import (
     Endpoint,
     authenticate,
@@ -168,7 +169,7 @@ async def create(app: App, runtime: Runtime, scope: Scope, receive: Receive, sen
                 }
                 await store.put(owner, final["id"], record)
 
-        await relay(route, request, receive, began, respond)
+        await relay(route, request, receive, began, respond, cache_options(route, scope))
     except HTTPError as exc:
         await send_family_error(send, exc, fam)
 

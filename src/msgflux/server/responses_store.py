@@ -134,11 +134,13 @@ class RedisResponses:
     """Stored responses in Redis (see the module docstring)."""
 
     def __init__(self, url: str, ttl: float = DEFAULT_TTL, timeout: float = 1.0) -> None:
-        from msgflux.models.gateway.redis.pipe import AsyncPipe, endpoint
+        from msgflux.models.gateway.redis.cluster import Connector
         from msgflux.models.gateway.redis.url import parse_url
 
         self.ttl = ttl
-        self._pipe = AsyncPipe(endpoint(parse_url(url).normalized), timeout)
+        self._connector = Connector(parse_url(url), timeout)
+        self._pipe = self._connector.apipe("{msgflux:resp:}")
+        """The pipe of a single Redis (on a cluster each owner's key has its node's)."""
 
     @staticmethod
     def _key(owner: str, response_id: str) -> str:
@@ -148,15 +150,17 @@ class RedisResponses:
         if self.ttl <= 0:
             return
         try:
-            await self._pipe.call(
-                "SET", self._key(owner, response_id), _pack(record), "PX", int(self.ttl * 1000)
+            key = self._key(owner, response_id)
+            await self._connector.apipe(key).call(
+                "SET", key, _pack(record), "PX", int(self.ttl * 1000)
             )
         except Exception as exc:
             logger.warning("storing response %s failed: %s", response_id, scrub(str(exc)))
 
     async def get(self, owner: str, response_id: str) -> dict[str, Any] | None:
         try:
-            data = await self._pipe.call("GET", self._key(owner, response_id))
+            key = self._key(owner, response_id)
+            data = await self._connector.apipe(key).call("GET", key)
         except Exception as exc:
             raise StoreUnavailable(scrub(f"{type(exc).__name__}: {exc}")) from None
         if data is None:
@@ -168,12 +172,13 @@ class RedisResponses:
 
     async def delete(self, owner: str, response_id: str) -> bool:
         try:
-            return bool(await self._pipe.call("DEL", self._key(owner, response_id)))
+            key = self._key(owner, response_id)
+            return bool(await self._connector.apipe(key).call("DEL", key))
         except Exception as exc:
             raise StoreUnavailable(scrub(f"{type(exc).__name__}: {exc}")) from None
 
     async def aclose(self) -> None:
-        await self._pipe.aclose()
+        await self._connector.aclose()
 
 
 def make_store(state: str | None, ttl: float = DEFAULT_TTL) -> ResponseStore:

@@ -12,7 +12,16 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from msgflux.server import admin, anthropic_api, health, openai_api, responses_api
+from msgflux.server import (
+    admin,
+    admin_keys,
+    anthropic_api,
+    dashboard,
+    health,
+    openai_api,
+    responses_api,
+    ui,
+)
 from msgflux.server.asgi import Receive, Scope, Send, send_json
 from msgflux.server.endpoints import Endpoint, authenticate, handle
 from msgflux.server.errors import HTTPError
@@ -79,6 +88,9 @@ ROUTES: dict[str, tuple[str, Handler]] = {
     "/health/readiness": ("GET", _readiness),
     "/health/models": ("GET", _models_health),
     **{path: (method, _admin(path)) for path, method in admin.PATHS.items()},
+    admin_keys.AUDIT: ("GET", admin_keys.audit),
+    dashboard.PATH: ("GET", dashboard.serve),
+    **{path: ("GET", ui.serve) for path in ui.PATHS},
 }
 """Path (without ``/v1``) -> (method, handler)."""
 
@@ -90,6 +102,8 @@ def resolve(path: str, method: str) -> Handler:
     if entry is None:
         if short.startswith("/models/"):
             return _model_card(short[len("/models/") :], method, path)
+        if short == admin_keys.KEYS or short.startswith(admin_keys.KEYS + "/"):
+            return admin_keys.route(short, method)
         if short.startswith(responses_api.PREFIX):
             handler: Handler = responses_api.item_route(short[len(responses_api.PREFIX) :], method)
             return handler

@@ -22,8 +22,9 @@ import dataclasses
 import time
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from msgflux.models.gateway.cache import DEFAULT_MAX_BYTES, MemoryCache
 from msgflux.models.gateway.gateway import ModelGateway
 from msgflux.models.gateway.record import Completion
 from msgflux.models.gateway.state import MemoryStore, Policy
@@ -31,6 +32,9 @@ from msgflux.models.model import Model
 from msgflux.models.request import KINDS
 from msgflux.server.auth import KeyRing
 from msgflux.server.config import ConfigError, DeploymentSpec, GatewaySpec, ServerConfig
+
+if TYPE_CHECKING:
+    from msgflux.server.directory import Directory
 
 __all__ = ["Route", "Runtime", "build_model", "build_runtime"]
 
@@ -59,6 +63,11 @@ class Runtime:
         default_factory=lambda: MappingProxyType({})
     )
     """The process-memory state of each gateway without ``state:`` (carried over by reloads)."""
+    caches: Mapping[str, MemoryCache] = dataclasses.field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    """The memory response cache of each gateway with one (carried over by reloads: its keys
+    cover the deployments, so a changed deployment never gets an old answer)."""
 
     def close(self) -> None:
         for route in self.routes.values():
@@ -76,7 +85,11 @@ def build_model(gateway_type: str, dep: DeploymentSpec) -> Any:
 
 
 def _gateway(
-    config: ServerConfig, spec: GatewaySpec, state: Any, hooks: tuple[Completion, ...] = ()
+    config: ServerConfig,
+    spec: GatewaySpec,
+    state: Any,
+    hooks: tuple[Completion, ...] = (),
+    memory: MemoryCache | None = None,
 ) -> ModelGateway:
     path = f"gateways.{spec.name}"
     deployments = []
@@ -88,13 +101,19 @@ def _gateway(
         deployments.append({"model_name": dep.model_name, "model": model, **dep.keys})
     options = {k: v for k, v in spec.options.items() if k != "state"}
     options.setdefault("name", spec.name)
+    cache = _cache_spec(spec)
+    if cache is not None:
+        if memory is not None:
+            cache = {k: v for k, v in cache.items() if k != "max_bytes"}
+        store = memory if memory is not None else cache.get("store")
+        options["cache"] = {**cache, "store": config.server.state if store == "redis" else store}
     if hooks:
         own = options.get("on_complete")
         options["on_complete"] = [*_as_list(own), *hooks]
     try:
         return ModelGateway(deployments, state=state, **options)
     except (TypeError, ValueError, AttributeError) as exc:
-        raise ConfigError(path, str(exc)) from None
+        raise ConfigError(_option_path(path, str(exc), options), str(exc)) from None
     except ImportError as exc:
         raise ConfigError(f"{path}.state", str(exc)) from None
 
@@ -103,6 +122,25 @@ def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _cache_spec(spec: GatewaySpec) -> dict[str, Any] | None:
+    """The gateway's ``cache:`` as a mapping (``true``: the defaults), or None."""
+    cache = spec.options.get("cache")
+    if cache is True:
+        return {}
+    return dict(cache) if isinstance(cache, Mapping) else None
+
+
+def _memory_cache(previous: Runtime | None, spec: GatewaySpec) -> MemoryCache | None:
+    """The memory store of the gateway's response cache: the previous runtime's when its size
+    is the same (a reload keeps the answers), else a new one; None for another store."""
+    cache = _cache_spec(spec)
+    if cache is None or cache.get("store", "memory") != "memory":
+        return None
+    size = cache.get("max_bytes") or DEFAULT_MAX_BYTES
+    old = previous.caches.get(spec.name) if previous is not None else None
+    return old if old is not None and old.max_bytes == size else MemoryCache(size)
 
 
 def _policy(dep: DeploymentSpec) -> Policy:
@@ -136,15 +174,20 @@ def build_runtime(
     shared_state: bool = True,
     previous: Runtime | None = None,
     hooks: tuple[Completion, ...] = (),
+    directory: Directory | None = None,
 ) -> Runtime:
     """Build every gateway of ``config`` (raises :class:`ConfigError`, closing what it built).
 
     ``shared_state=False`` builds them on process memory whatever the config says (a dry run
     that validates without connecting to Redis). ``previous`` (a reload) hands its memory
     state over (see the module docstring); ``hooks`` go to every gateway's ``on_complete``.
+    ``directory`` holds the process's virtual keys (default: the previous runtime's).
     """
+    if directory is None and previous is not None:
+        directory = previous.keys.directory
     routes: dict[str, Route] = {}
     stores: dict[str, MemoryStore] = {}
+    caches: dict[str, MemoryCache] = {}
     forget: list[tuple[MemoryStore, list[Policy]]] = []
     try:
         for spec in config.gateways.values():
@@ -153,7 +196,10 @@ def build_runtime(
                 store, gone = _carried(previous, spec)
                 state = stores[spec.name] = store
                 forget.append((store, gone))
-            gateway = _gateway(config, spec, state, hooks)
+            memory = _memory_cache(previous, spec)
+            if memory is not None:
+                caches[spec.name] = memory
+            gateway = _gateway(config, spec, state, hooks, memory)
             routes[spec.name] = Route(spec.name, spec.type, KINDS[spec.type], gateway)
     except BaseException:
         for route in routes.values():
@@ -165,7 +211,15 @@ def build_runtime(
     return Runtime(
         config,
         MappingProxyType(routes),
-        KeyRing(config.server.keys),
+        KeyRing(config.server.keys, directory),
         int(time.time()),
         MappingProxyType(stores),
+        MappingProxyType(caches),
     )
+
+
+def _option_path(path: str, message: str, options: dict[str, Any]) -> str:
+    """``path.option`` when ``message`` (the gateway's own error) is about one option: the
+    gateway's messages start with the option's name (``timeout must be ...``)."""
+    first = message.split(" ", 1)[0].strip("`'\":")
+    return f"{path}.{first}" if first in options else path

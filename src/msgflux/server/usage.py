@@ -1,4 +1,5 @@
-"""``msgflux keys usage``: each client key's spend and what is left of its budget, from Redis.
+"""``msgflux keys usage``: each client key's spend and what is left of its budget, from Redis
+(the config file's keys, then the virtual keys stored next to them, :mod:`.keystore`).
 
 The per-key counters live in ``server.state`` (:mod:`.limits_redis`), so any machine that
 reaches that Redis can read them, whether or not a server runs. Without ``server.state`` the
@@ -10,13 +11,18 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import orjson
+
 from msgflux._secrets import scrub
 from msgflux._time import Clock
+from msgflux.models.gateway.redis.cluster import Connector
 from msgflux.models.gateway.redis.url import parse_url
 from msgflux.server.config import ServerConfig
 from msgflux.server.key_limits import period_bounds
+from msgflux.server.keystore import RedisKeyStore
 from msgflux.server.limits import utc
 from msgflux.server.limits_redis import key_names, spend_key
+from msgflux.server.vkeys import VirtualKey
 
 __all__ = ["KeyUsage", "UsageError", "read_usage", "render_usage"]
 
@@ -45,7 +51,8 @@ class KeyUsage:
 
 
 def read_usage(config: ServerConfig, clock: Clock | None = None) -> list[KeyUsage]:
-    """Every configured key's usage (raises :class:`UsageError`)."""
+    """Every configured key's usage, then every active virtual key's (raises
+    :class:`UsageError`)."""
     state = config.server.state
     if state is None:
         raise UsageError(
@@ -53,50 +60,59 @@ def read_usage(config: ServerConfig, clock: Clock | None = None) -> list[KeyUsag
             "keys' spend and limits in its own memory, which nothing outside it can read. Set "
             "server.state to a redis:// URL to share them (and read them here)."
         )
-    if not config.server.keys:
-        return []
     import redis
 
     url = parse_url(state)
     now = (clock or Clock()).time()
-    client = redis.Redis.from_url(url.normalized, socket_timeout=2, socket_connect_timeout=2)
+    connector = Connector(url, 2.0)
+    options = {"socket_timeout": 2, "socket_connect_timeout": 2}
     try:
-        pipe = client.pipeline(transaction=False)
+        keys = [(k.name, k.limits) for k in config.server.keys]
+        taken = {name for name, _ in keys}
+        stored = connector.client(RedisKeyStore.RECORDS, **options).hvals(RedisKeyStore.RECORDS)
+        for raw in sorted(stored):
+            record = VirtualKey.from_json(orjson.loads(raw))
+            if record.name not in taken and record.status(now) == "active":
+                keys.append((record.name, record.limits))
+        pipes: dict[int, Any] = {}
         plans = []
-        for key in config.server.keys:
-            limits = key.limits
-            rpm_key, leases_key, _ = key_names(key.name)
+        for name, limits in keys:
+            rpm_key, leases_key, _ = key_names(name)
+            client = connector.client(rpm_key, **options)  # on a cluster: the key's node
+            pipe = pipes.get(id(client))
+            if pipe is None:
+                pipe = pipes[id(client)] = client.pipeline(transaction=False)
             budget = limits.budget
             end = None
             if budget is not None:
                 start, end = period_bounds(budget.period, now)
-                pipe.get(spend_key(key.name, budget.period, start))
+                pipe.get(spend_key(name, budget.period, start))
             if limits.rpm is not None:
                 pipe.zcount(rpm_key, f"({now - 60.0!r}", "+inf")
             if limits.max_concurrency is not None:
                 pipe.zcount(leases_key, f"({now!r}", "+inf")
-            plans.append((key, end))
-        replies = iter(pipe.execute())
+            plans.append((name, limits, end, id(client)))
+        replies = {k: iter(p.execute()) for k, p in pipes.items()}
     except redis.RedisError as exc:
         raise UsageError(
             f"cannot read {url.redacted}: {scrub(f'{type(exc).__name__}: {exc}')}"
         ) from None
     finally:
-        client.close()
+        connector.close()
     out = []
-    for key, end in plans:
-        limits = key.limits
+    for name, limits, end, pipe_id in plans:
+        answers = replies[pipe_id]
         budget = limits.budget
         spent = remaining = None
         if budget is not None:
-            raw = next(replies)
+            raw = next(answers)
             spent = float(raw) if raw is not None else 0.0
             remaining = max(0.0, budget.usd - spent)
-        requests = int(next(replies)) if limits.rpm is not None else None
-        in_flight = int(next(replies)) if limits.max_concurrency is not None else None
+        requests = int(next(answers)) if limits.rpm is not None else None
+        in_flight = int(next(answers)) if limits.max_concurrency is not None else None
         out.append(
             KeyUsage(
-                key.name,
+                name,
                 budget.usd if budget is not None else None,
                 budget.period if budget is not None else None,
                 spent,

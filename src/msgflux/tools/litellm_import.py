@@ -32,7 +32,9 @@ What maps to what:
   after *more than* N failures), ``cooldown_time`` -> ``breaker.open_for``,
   ``disable_cooldowns`` -> ``breaker: false``, ``redis_*`` -> ``server.state``,
   ``model_group_alias`` -> a copy of the gateway under the alias,
-  ``general_settings.master_key`` -> ``server.keys`` (its SHA-256 when written in the file).
+  ``general_settings.master_key`` -> ``server.keys`` (its SHA-256 when written in the file),
+  ``cache``/``cache_responses`` with ``cache_params`` -> each chat gateway's ``cache:``
+  (:mod:`~msgflux.tools.litellm_cache`).
 
 Everything else is listed in :attr:`Imported.unmapped` (``msgflux config import-litellm``
 prints it on stderr and in the output's header), never dropped silently.
@@ -53,6 +55,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+from msgflux.tools.litellm_cache import cache_option
 from msgflux.tools.litellm_models import ImportedDeployment, read_deployments
 from msgflux.tools.litellm_render import render
 from msgflux.tools.litellm_result import Conversion, Imported, LiteLLMImportError, Path
@@ -111,6 +114,9 @@ class _Importer(Conversion):
                     f"fallbacks of {group}", "none of its deployments was imported; ignored"
                 )
         self.options = self._options()
+        self.cache, header = cache_option(self, self._state())
+        if header:
+            self.comment((), *header)
         gateways: dict[str, Any] = {}
         for group, own in by_group.items():
             gateways[group] = self._gateway(
@@ -264,6 +270,8 @@ class _Importer(Conversion):
         if kind != "chat_completion":
             gateway["type"] = kind
         gateway.update(copy.deepcopy(self.options))
+        if kind == "chat_completion" and self.cache is not None:
+            gateway["cache"] = dict(self.cache)
         strategy, weights = self._strategy(group, own, bool(backups), path)
         if strategy is not None:
             gateway["strategy"] = strategy

@@ -22,8 +22,10 @@ from msgflux.tools.litellm_result import Conversion
 from msgflux.tools.litellm_tables import (
     BARE_OPENAI,
     LITELLM_ENV,
+    MODEL_PREFIXES,
     MODES,
     NO_EQUIVALENT,
+    PARAM_NAMES,
     PROVIDERS,
     TYPE_BY_ID,
     WHY,
@@ -200,6 +202,7 @@ def _param(
     if value is None:
         return
     converted = conv.value(value)
+    key = PARAM_NAMES.get(key, key)
     if key in ("rpm", "tpm", "weight", "timeout"):
         spec[key] = converted
     elif key in ("max_retries", "num_retries"):
@@ -243,6 +246,8 @@ def provider_of(model: str, custom: Any, api_base: Any) -> tuple[str | None, str
         return None, rest, f"no msgflux provider for LiteLLM's {prefix!r}"
     if ours == "openai" and api_base is not None:
         ours = "openai_compatible"
+    for route in MODEL_PREFIXES.get(prefix, ()):
+        rest = rest.removeprefix(route)
     return ours, rest, ""
 
 

@@ -15,8 +15,10 @@ __all__ = [
     "ENV_REFERENCE",
     "GROUP_FIRST",
     "LITELLM_ENV",
+    "MODEL_PREFIXES",
     "MODES",
     "NO_EQUIVALENT",
+    "PARAM_NAMES",
     "PROVIDERS",
     "TOP_KEYS",
     "TYPE_BY_ID",
@@ -49,14 +51,23 @@ PROVIDERS = {
     "sambanova": "sambanova",
     "custom_openai": "openai_compatible",
     "litellm_proxy": "openai_compatible",
+    "bedrock": "bedrock",
+    "vertex_ai": "vertex",
+    "vertex_ai_beta": "vertex",
 }
 """LiteLLM provider prefix -> ours (used only when ours exists for the gateway's model type)."""
 
+MODEL_PREFIXES = {"bedrock": ("converse/", "invoke/")}
+"""LiteLLM's route prefixes inside a model id (``bedrock/converse/<id>``): msgflux chooses the
+route itself (Converse, and Claude's own API for Messages API requests)."""
+
+PARAM_NAMES = {
+    "aws_profile_name": "aws_profile",
+    "aws_bedrock_runtime_endpoint": "base_url",
+}
+"""LiteLLM parameter -> ours, where the names differ."""
+
 NO_EQUIVALENT = {
-    "vertex_ai": "Vertex AI needs Google Cloud credentials (service account or ADC), which "
-    "msgflux does not implement (a Gemini API key works with gemini/)",
-    "vertex_ai_beta": "Vertex AI needs Google Cloud credentials, which msgflux does not implement",
-    "bedrock": "AWS Bedrock needs SigV4 request signing, which msgflux does not implement",
     "sagemaker": "AWS SageMaker needs SigV4 request signing, which msgflux does not implement",
     "text-completion-openai": "the legacy /v1/completions API; msgflux speaks chat completions",
     "text-completion-codestral": "a text-completion API; msgflux speaks chat completions",
@@ -118,6 +129,9 @@ USED_SETTINGS = frozenset(
         "redis_db",
         "redis_url",
         "default_max_parallel_requests",
+        "cache",
+        "cache_params",
+        "cache_responses",
     }
 )
 """``router_settings``/``litellm_settings`` keys the importer carries over."""
@@ -134,9 +148,6 @@ WHY = {
     "callbacks": "logging callbacks are not supported",
     "service_callbacks": "logging callbacks are not supported",
     "drop_params": "msgflux sends the request's fields upstream as the client sent them",
-    "cache": "response caching is not supported",
-    "cache_params": "response caching is not supported",
-    "cache_responses": "response caching is not supported",
     "set_verbose": "logging is not configured in the config file",
     "json_logs": "logging is not configured in the config file",
     "retry_policy": "msgflux retries transient errors of a deployment (max_retries), not a "
@@ -147,13 +158,25 @@ WHY = {
     "enable_pre_call_check": "context-window pre-call checks are not supported",
     "routing_strategy_args": "the strategies take no arguments (least_latency uses the "
     "gateway's stats_window)",
-    "database_url": "virtual keys, budgets and spend tracking are not supported",
+    "database_url": (
+        "LiteLLM's database is not read: give each team a server.keys entry (models, rpm, tpm, "
+        "max_concurrency, budget: {usd, period}), whose spend `msgflux keys usage` reports"
+    ),
     "alerting": "alerting is not supported",
     "base_model": "used by LiteLLM for cost tracking and context-window checks",
+    "aws_role_name": "msgflux takes AWS credentials from botocore's chain: put the role in a "
+    "profile (role_arn, source_profile) and set aws_profile",
+    "aws_session_name": "msgflux takes AWS credentials from botocore's chain: put the role in "
+    "a profile (role_session_name) and set aws_profile",
+    "aws_web_identity_token": "msgflux takes AWS credentials from botocore's chain: set "
+    "AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN (or a profile) instead",
+    "aws_sts_endpoint": "msgflux takes AWS credentials from botocore's chain, which uses the "
+    "regional STS endpoint",
 }
 
 LITELLM_ENV = {
     "azure": {"base_url": "AZURE_API_BASE"},
+    "bedrock": {"aws_region_name": "AWS_REGION_NAME"},
     "together": {"api_key": "TOGETHERAI_API_KEY"},
     "vllm": {"base_url": "HOSTED_VLLM_API_BASE"},
 }

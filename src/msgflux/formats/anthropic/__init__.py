@@ -137,6 +137,13 @@ class _Messages(Family):
         finish = FINISH_REASONS.get(stop, "stop") if isinstance(stop, str) else None
         return anthropic_usage(payload.get("usage"), who), finish
 
+    def completion(self, payload: Any, who: Who) -> dict[str, Any]:
+        self.read_answer(payload, who)
+        return to_completion(payload, who)
+
+    def decoder(self, who: Who) -> AnthropicEvents:
+        return AnthropicEvents(who, False, True)
+
     def to_canonical(
         self, payload: Any, ctx: Translation, headers: Mapping[str, str] | None = None
     ) -> dict[str, Any]:

@@ -117,6 +117,13 @@ class _Gemini(Family):
         finish = FINISH_REASONS.get(reason, "stop")
         return usage, "tool_calls" if finish == "stop" and _called(first) else finish
 
+    def completion(self, payload: Any, who: Who) -> dict[str, Any]:
+        self.read_answer(payload, who)
+        return to_completion(payload, who)
+
+    def decoder(self, who: Who) -> GeminiEvents:
+        return GeminiEvents(who, True)
+
     def to_canonical(
         self, payload: Any, ctx: Translation, headers: Mapping[str, str] | None = None
     ) -> dict[str, Any]:

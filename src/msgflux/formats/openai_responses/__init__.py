@@ -106,6 +106,14 @@ class _Responses(Family):
             return usage, "content_filter" if reason == "content_filter" else "length"
         return usage, finish_of(payload, called, who)
 
+    def completion(self, payload: Any, who: Who) -> dict[str, Any]:
+        if self.read_answer(payload, who)[1] is None:
+            raise bad(who, "a background response is not an answer yet", payload)
+        return to_completion(payload, who)
+
+    def decoder(self, who: Who) -> ResponseStreamEvents:
+        return ResponseStreamEvents(who, True)
+
     def to_canonical(
         self, payload: Any, ctx: Translation, headers: Mapping[str, str] | None = None
     ) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from msgflux.models.gateway.breaker import Breaker
+from msgflux.models.gateway.cache import MemoryCache, RedisCache, ResponseCache
 from msgflux.models.gateway.gateway import ModelGateway
 from msgflux.models.gateway.hedge import Hedge
 from msgflux.models.gateway.hooks import GatewayEvent
@@ -43,6 +44,7 @@ __all__ = [
     "Hedge",
     "LeastBusy",
     "LeastLatency",
+    "MemoryCache",
     "MemoryStore",
     "Model",
     "ModelGateway",
@@ -50,7 +52,9 @@ __all__ = [
     "Policy",
     "RawAnswer",
     "RawStream",
+    "RedisCache",
     "RedisState",
+    "ResponseCache",
     "RoundRobin",
     "Settlement",
     "Skip",

@@ -27,7 +27,13 @@ from msgflux.models.gateway.stats import DeploymentStats
 from msgflux.pricing import Price, parse_price, price_of
 from msgflux.retry import RetryPolicy
 
-__all__ = ["DEPLOYMENT_KEYS", "Deployment", "parse_deployments"]
+__all__ = [
+    "DEPLOYMENT_KEYS",
+    "MODEL_ARGUMENTS",
+    "Deployment",
+    "model_arguments",
+    "parse_deployments",
+]
 
 DEPLOYMENT_KEYS = (
     "model_name",
@@ -113,7 +119,24 @@ def _description(value: Any, name: str) -> str | None:
     return value.strip()
 
 
-def _model(name: str, value: Any, factory: Callable[[str], Any]) -> BaseModel:
+MODEL_ARGUMENTS = ("base_url", "api_key")
+"""Keys of a deployment whose ``model`` is a ``"provider/model_id"`` string that go to the
+model it builds (as in the server's YAML); ``api_base`` is accepted for ``base_url``."""
+
+
+def model_arguments(spec: dict[str, Any], where: str) -> dict[str, Any]:
+    """The model's own arguments in a deployment ``spec`` (``api_base`` read as ``base_url``)."""
+    args = {k: spec[k] for k in MODEL_ARGUMENTS if k in spec}
+    if "api_base" in spec:
+        if "base_url" in spec:
+            raise ValueError(f"{where} has both base_url and api_base (its alias): keep one")
+        args["base_url"] = spec["api_base"]
+    return args
+
+
+def _model(
+    name: str, value: Any, factory: Callable[..., Any], args: dict[str, Any] | None = None
+) -> BaseModel:
     if isinstance(value, str):
         provider, sep, model_id = value.partition("/")
         if not sep or not provider or not model_id:
@@ -121,7 +144,12 @@ def _model(name: str, value: Any, factory: Callable[[str], Any]) -> BaseModel:
                 f"Model `{name}` does not inherit from `BaseModel` or use a valid "
                 f"`provider/model-id` string (e.g. 'openai/gpt-4.1-nano'), got {value!r}"
             )
-        value = factory(value)
+        value = factory(value, **(args or {}))
+    elif args:
+        raise TypeError(
+            f"{', '.join(args)} of deployment {name!r} apply to a 'provider/model_id' string; "
+            "a model object takes them when it is built"
+        )
     if not isinstance(value, BaseModel):
         raise TypeError(
             f"Model `{name}` must inherit from `BaseModel` or be a `provider/model-id` string, "
@@ -171,11 +199,12 @@ def parse_deployments(
         for key in ("model_name", "model"):
             if key not in spec:
                 raise ValueError(f"Deployment at position {i} is missing required key `{key}`")
-        unknown = [k for k in spec if k not in DEPLOYMENT_KEYS]
+        accepted = (*DEPLOYMENT_KEYS, *MODEL_ARGUMENTS, "api_base")
+        unknown = [k for k in spec if k not in accepted]
         if unknown:
             raise ValueError(
                 f"Deployment at position {i} has unknown key(s) {', '.join(map(repr, unknown))}; "
-                f"accepted keys: {', '.join(DEPLOYMENT_KEYS)}"
+                f"accepted keys: {', '.join(accepted)}"
             )
         name = spec["model_name"]
         if not isinstance(name, str) or not name:
@@ -185,7 +214,7 @@ def parse_deployments(
         if name in seen:
             raise ValueError(f"Duplicate model name found: `{name}`. Names must be unique")
         seen.add(name)
-        model = _model(name, spec["model"], factory)
+        model = _model(name, spec["model"], factory, model_arguments(spec, f"deployment {name!r}"))
         description = _description(spec.get("description"), name)
         windows: tuple[Window, ...] = ()
         if spec.get("time_constraints") is not None:

@@ -26,6 +26,7 @@ from msgflux.formats import family
 from msgflux.models.base import BaseModel
 from msgflux.models.gateway import report
 from msgflux.models.gateway.breaker import Breaker
+from msgflux.models.gateway.cache import ResponseCache, as_cache
 from msgflux.models.gateway.config import GatewayConfig
 from msgflux.models.gateway.context import MethodCall, context_capacity
 from msgflux.models.gateway.deployment import Deployment, parse_deployments
@@ -53,7 +54,8 @@ from msgflux.models.gateway.wrappers import (
 )
 from msgflux.models.native import NativeAnswer, NativeStream, native_request
 from msgflux.models.request import BUILDERS, CHAT, KINDS, Request, from_openai
-from msgflux.models.response import ModelResponse
+from msgflux.models.response import ModelResponse, metadata_of
+from msgflux.pricing import usage_tokens
 from msgflux.retry import RetryState
 from msgflux.tracing import Tracer
 
@@ -78,10 +80,10 @@ class _PackageClock(Clock):
 _DEFAULT_CLOCK = _PackageClock()
 
 
-def _factory(model_path: str) -> Any:
+def _factory(model_path: str, **arguments: Any) -> Any:
     """``Model.chat_completion`` looked up through ``msgflux.models.gateway`` when called
     (msgflux's tests patch ``msgflux.models.gateway.Model.chat_completion``)."""
-    return sys.modules["msgflux.models.gateway"].Model.chat_completion(model_path)
+    return sys.modules["msgflux.models.gateway"].Model.chat_completion(model_path, **arguments)
 
 
 def _accepted_names(model: BaseModel) -> frozenset[str] | None:
@@ -186,6 +188,7 @@ class ModelGateway:
         stats_window: float = 300.0,
         translation: Mapping[str, str] | None = None,
         wrappers: Wrapper | Sequence[Wrapper] | None = None,
+        cache: Any = None,
     ) -> None:
         cfg = GatewayConfig(
             fallback=fallback,
@@ -216,11 +219,13 @@ class ModelGateway:
             translation=translation,
         )
         self._config = cfg
-        self._wrappers = check_wrappers(wrappers)
+        self._clock = _DEFAULT_CLOCK if clock is None else as_clock(clock)
+        self._cache, self._owns_cache = as_cache(cache)
+        own = check_wrappers(wrappers)
+        self._wrappers = own if self._cache is None else (*own, self._cache)
         self._wrapper_options = frozenset().union(*(w.options for w in self._wrappers))
         self._chain = chain(self._wrappers, self._core)
         self._achain = achain(self._wrappers, self._acore)
-        self._clock = _DEFAULT_CLOCK if clock is None else as_clock(clock)
         hooks = Hooks(on_attempt, on_fallback, on_success, on_failure)
         self._deployments = parse_deployments(
             models,
@@ -278,6 +283,8 @@ class ModelGateway:
             cfg.hedge_policy is not None,
             self._loop,
         )
+        if self._cache is not None:
+            self._bind_cache(self._cache)
         if len(deployments) < 2:
             logger.warning(
                 "ModelGateway has only %d deployment: fallback cannot help when it fails",
@@ -371,6 +378,8 @@ class ModelGateway:
                     UserWarning,
                     stacklevel=3,
                 )
+        if self._cache is not None:
+            self._bind_cache(self._cache)  # the deployments answer differently now
         return self
 
     def set_reasoning_effort(
@@ -460,12 +469,21 @@ class ModelGateway:
             invoker.request()  # builds and validates the canonical request
         return invoker
 
-    def _finish(self, call: CallState, invoker: Invoker, result: Any, is_async: bool) -> Any:
+    def _finish(
+        self,
+        call: CallState,
+        invoker: Invoker,
+        result: Any,
+        is_async: bool,
+        meta: dict[str, Any] | None = None,
+    ) -> Any:
         """The msgflux path's answer: stamped, success hooks run (and, when someone wants
         them, the call's record made: see :meth:`_complete`)."""
         if self._recorder.active or isinstance(result, STREAMS):
-            return self._complete(call, invoker, result, is_async, False)[0]
+            return self._complete(call, invoker, result, is_async, False, meta)[0]
         stamp(call, result, self._by_name)
+        if meta:
+            _add_meta(result, meta)
         if self._driver.hooks.on_success or logger.isEnabledFor(logging.DEBUG):
             self._succeeded(call, result)
         return result
@@ -475,10 +493,17 @@ class ModelGateway:
         self._driver.hooks.success(call, self._by_name[winner.model_name], result)
 
     def _complete(
-        self, call: CallState, invoker: Invoker, result: Any, is_async: bool, raw: bool
+        self,
+        call: CallState,
+        invoker: Invoker,
+        result: Any,
+        is_async: bool,
+        raw: bool,
+        meta: dict[str, Any] | None = None,
     ) -> tuple[Any, CallRecord | StreamEnd | None]:
-        """Stamp the answer, run the success hooks and make the call's record (a stream's
-        when it ends): for the ``on_complete`` hooks and tracer, or for the raw path."""
+        """Stamp the answer (with what the wrappers add: ``meta``), run the success hooks and
+        make the call's record (a stream's when it ends): for the ``on_complete`` hooks and
+        tracer, or for the raw path."""
         recorder = self._recorder
         wanted = raw or recorder.active
         record: CallRecord | StreamEnd | None = None
@@ -496,15 +521,17 @@ class ModelGateway:
             record = end
         else:
             stamp(call, result, self._by_name)
+        if meta:
+            _add_meta(result, meta)
         if self._driver.hooks.on_success or logger.isEnabledFor(logging.DEBUG):
             self._succeeded(call, result)
         if record is None and wanted:
-            meta = (
-                result.metadata.get("gateway")
+            gateway = (
+                metadata_of(result).get("gateway")
                 if isinstance(result, (ModelResponse, NativeAnswer))
                 else None
             )
-            record = recorder.build(call, False, *recorder.now(), gateway=meta)
+            record = recorder.build(call, False, *recorder.now(), gateway=gateway)
             if recorder.active:
                 content_in = self._content_in(invoker)
                 content = None if content_in is None else (lambda: (content_in(), result.data))
@@ -532,16 +559,21 @@ class ModelGateway:
     def __call__(self, *, model_preference: str | None = None, **kwargs: Any) -> Any:
         """Call the deployments in order until one answers; see the class docstring."""
         if self._wrappers:
-            return self._chain(self._call(MSGFLUX, model_preference, kwargs))
+            return self._chain(self._call(MSGFLUX, model_preference, kwargs, is_async=False))
         return self._msgflux(kwargs, model_preference)
 
     async def acall(self, *, model_preference: str | None = None, **kwargs: Any) -> Any:
         """Async form of ``__call__``; never blocks the event loop."""
         if self._wrappers:
-            return await self._achain(self._call(MSGFLUX, model_preference, kwargs))
+            return await self._achain(self._call(MSGFLUX, model_preference, kwargs, is_async=True))
         return await self._amsgflux(kwargs, model_preference)
 
-    def _msgflux(self, kwargs: dict[str, Any], model_preference: str | None) -> Any:
+    def _msgflux(
+        self,
+        kwargs: dict[str, Any],
+        model_preference: str | None,
+        meta: dict[str, Any] | None = None,
+    ) -> Any:
         try:
             call = self._plan(model_preference)
         except ModelRouterError as exc:
@@ -553,9 +585,14 @@ class ModelGateway:
         except BaseException as exc:
             self._failed(call, invoker.stream, exc)
             raise
-        return self._finish(call, invoker, result, False)
+        return self._finish(call, invoker, result, False, meta)
 
-    async def _amsgflux(self, kwargs: dict[str, Any], model_preference: str | None) -> Any:
+    async def _amsgflux(
+        self,
+        kwargs: dict[str, Any],
+        model_preference: str | None,
+        meta: dict[str, Any] | None = None,
+    ) -> Any:
         try:
             call = self._plan(model_preference)
         except ModelRouterError as exc:
@@ -567,7 +604,7 @@ class ModelGateway:
         except BaseException as exc:
             self._failed(call, invoker.stream, exc)
             raise
-        return self._finish(call, invoker, result, True)
+        return self._finish(call, invoker, result, True, meta)
 
     # -- call wrappers -------------------------------------------------------------------------
     def _call(
@@ -576,6 +613,7 @@ class ModelGateway:
         model_preference: str | None,
         kwargs: dict[str, Any],
         request: Request | None = None,
+        is_async: bool = False,
     ) -> Call:
         """The :class:`~.wrappers.Call` its wrappers see (their options taken out of
         ``kwargs``: no deployment ever gets them)."""
@@ -588,22 +626,23 @@ class ModelGateway:
             kwargs=kwargs,
             model_preference=model_preference,
             options=options,
+            is_async=is_async,
         )
 
     def _core(self, call: Call) -> Any:
         """The call itself, inside every wrapper."""
         if call.path == MSGFLUX:
-            return self._msgflux(call.kwargs, call.model_preference)
+            return self._msgflux(call.kwargs, call.model_preference, call.meta)
         request = call.request
         assert request is not None
-        return self._complete_raw(request, call.model_preference)
+        return self._complete_raw(request, call.model_preference, call.meta)
 
     async def _acore(self, call: Call) -> Any:
         if call.path == MSGFLUX:
-            return await self._amsgflux(call.kwargs, call.model_preference)
+            return await self._amsgflux(call.kwargs, call.model_preference, call.meta)
         request = call.request
         assert request is not None
-        return await self._acomplete_raw(request, call.model_preference)
+        return await self._acomplete_raw(request, call.model_preference, call.meta)
 
     def _canonical_of(self, kwargs: dict[str, Any]) -> Request | None:
         """The canonical request msgflux arguments make (None for a gateway of user-written
@@ -618,6 +657,38 @@ class ModelGateway:
         from msgflux.models.gateway.replay import replay
 
         return replay(self, call, completion, deployment)
+
+    def _replayed(self, call: Call, who: tuple[str, str], meta: dict[str, Any]) -> CallRecord:
+        """The record of an answer a wrapper gave (delivered to the hooks)."""
+        return self._recorder.replayed(call.started, call.stream, who, meta)
+
+    # -- the response cache ------------------------------------------------------------------
+    @property
+    def cache(self) -> ResponseCache | None:
+        """The gateway's response cache (``cache=``), or None."""
+        return self._cache
+
+    def _bind_cache(self, cache: ResponseCache) -> None:
+        """Key the cache to this gateway: its name, its deployments and their settings."""
+        deployments = [(d.name, _serialized(d.model)) for d in self._deployments]
+        temperatures = [getattr(d.model, "sampling_run_params", None) for d in self._deployments]
+        own = [t.get("temperature") if isinstance(t, dict) else None for t in temperatures]
+        numbers = [t for t in own if isinstance(t, (int, float)) and not isinstance(t, bool)]
+        cache.bind(
+            self.name,
+            deployments,
+            max(numbers) if len(numbers) == len(own) else None,
+            self._clock,
+            self._cost_of,
+        )
+
+    def _cost_of(self, deployment: str, usage: Any) -> float | None:
+        """What an answer with ``usage`` costs on ``deployment`` at its price (None: unknown)."""
+        dep = self._by_name.get(deployment)
+        if dep is None or dep.price is None:
+            return None
+        tokens = usage_tokens(usage)
+        return None if tokens is None else dep.price.charge(tokens)
 
     # -- the raw path (a request in its API family in, the answer in that family out) -------
     def _coerce(
@@ -671,9 +742,16 @@ class ModelGateway:
         req.native = native
         return req
 
-    def _raw_result(self, call: CallState, invoker: RawCall, result: Any, is_async: bool) -> Any:
-        result, record = self._complete(call, invoker, result, is_async, True)
-        gateway = result.metadata["gateway"]
+    def _raw_result(
+        self,
+        call: CallState,
+        invoker: RawCall,
+        result: Any,
+        is_async: bool,
+        meta: dict[str, Any] | None = None,
+    ) -> Any:
+        result, record = self._complete(call, invoker, result, is_async, True, meta)
+        gateway = metadata_of(result)["gateway"]
         native = invoker.req.native
         fam = family(native.family) if native is not None else None
         if isinstance(result, STREAMS):
@@ -702,7 +780,7 @@ class ModelGateway:
         """
         req = self._coerce(request, api, headers)
         if self._wrappers:
-            return self._chain(self._call(RAW, model_preference, options, req))  # type: ignore[no-any-return]
+            return self._chain(self._call(RAW, model_preference, options, req, False))  # type: ignore[no-any-return]
         self._no_options(options)
         return self._complete_raw(req, model_preference)
 
@@ -718,7 +796,7 @@ class ModelGateway:
         """Async form of :meth:`complete` (a stream is read with ``async for``)."""
         req = self._coerce(request, api, headers)
         if self._wrappers:
-            return await self._achain(self._call(RAW, model_preference, options, req))  # type: ignore[no-any-return]
+            return await self._achain(self._call(RAW, model_preference, options, req, True))  # type: ignore[no-any-return]
         self._no_options(options)
         return await self._acomplete_raw(req, model_preference)
 
@@ -730,7 +808,10 @@ class ModelGateway:
             )
 
     def _complete_raw(
-        self, request: Request, model_preference: str | None
+        self,
+        request: Request,
+        model_preference: str | None,
+        meta: dict[str, Any] | None = None,
     ) -> RawAnswer | RawStream:
         call, invoker = self._raw(request, model_preference)
         try:
@@ -738,10 +819,13 @@ class ModelGateway:
         except BaseException as exc:
             self._failed(call, invoker.stream, exc)
             raise
-        return self._raw_result(call, invoker, result, False)  # type: ignore[no-any-return]
+        return self._raw_result(call, invoker, result, False, meta)  # type: ignore[no-any-return]
 
     async def _acomplete_raw(
-        self, request: Request, model_preference: str | None
+        self,
+        request: Request,
+        model_preference: str | None,
+        meta: dict[str, Any] | None = None,
     ) -> RawAnswer | RawStream:
         call, invoker = self._raw(request, model_preference)
         try:
@@ -749,7 +833,7 @@ class ModelGateway:
         except BaseException as exc:
             self._failed(call, invoker.stream, exc)
             raise
-        return self._raw_result(call, invoker, result, True)  # type: ignore[no-any-return]
+        return self._raw_result(call, invoker, result, True, meta)  # type: ignore[no-any-return]
 
     # -- msgflux's routed context methods ---------------------------------------------------
     def _routed(
@@ -864,6 +948,8 @@ class ModelGateway:
             "strategy": self._strategy_name,
             "hedge": None if cfg.hedge_policy is None else cfg.hedge_policy.as_dict(),
         }
+        if self._cache is not None:
+            head["cache"] = self._cache.stats()
         return report.stats(
             self._deployments, self._store, self._driver.tracked, clock.perf(), clock.time(), head
         )
@@ -895,6 +981,24 @@ class ModelGateway:
             loop_thread.close()
         if self._owns_store:
             self._store.close()
+        if self._cache is not None and self._owns_cache:
+            self._cache.store.close()
+
+
+def _add_meta(result: Any, meta: dict[str, Any]) -> None:
+    """Add what the wrappers say (``meta``) to an answer's ``metadata.gateway``."""
+    gateway = (getattr(result, "metadata", None) or {}).get("gateway")
+    if isinstance(gateway, dict):
+        gateway.update(meta)
+
+
+def _serialized(model: BaseModel) -> Any:
+    """A model's ``serialize()`` (its settings, never a secret), or its identity when a
+    user-written model cannot serialize itself."""
+    try:
+        return model.serialize()
+    except Exception:
+        return [str(getattr(model, "provider", "")), str(getattr(model, "model_id", ""))]
 
 
 def _no_build(**kwargs: Any) -> Request:

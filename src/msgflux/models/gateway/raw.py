@@ -81,6 +81,17 @@ class _Answered:
         return bool(self._gateway["hedged"])
 
     @property
+    def cache(self) -> str | None:
+        """The response cache's verdict: ``"hit"``, ``"miss"`` or ``"bypass"`` (None: the
+        gateway has no cache)."""
+        return self._gateway.get("cache")
+
+    @property
+    def cache_age(self) -> float | None:
+        """A cache hit: seconds since the deployment gave the answer."""
+        return self._gateway.get("cache_age")
+
+    @property
     def native(self) -> bool:
         """True when the deployment answered in the request's own family (a native lane)."""
         return isinstance(self.response, (NativeAnswer, NativeStream))
@@ -162,7 +173,7 @@ class RawStream(_Answered):
         super().__init__(stream, gateway, attempts, family or _chat())
         self._stream = stream
         self._request = req
-        self._end: StreamEnd | None = end
+        self._end: StreamEnd | CallRecord | None = end
         self._id = f"chatcmpl-msgflux-{time.monotonic_ns():x}"
         self._created = int(time.time())
         options = req.body.get("stream_options")
@@ -176,7 +187,7 @@ class RawStream(_Answered):
         if not synthesized:
             return []
         stream = self._stream
-        meta = stream.metadata
+        meta = stream.metadata or {}
         finish = meta.get("finish_reason") or (
             "tool_calls" if isinstance(getattr(stream, "data", None), list) else "stop"
         )
@@ -310,8 +321,12 @@ class RawStream(_Answered):
 
     @property
     def record(self) -> CallRecord | None:
-        """The call's record, once the stream ended (finished, broke or was closed)."""
-        return None if self._end is None else self._end.record
+        """The call's record, once the stream ended (finished, broke or was closed); a
+        replayed stream's (a cache hit) at once."""
+        end = self._end
+        if end is None or isinstance(end, CallRecord):
+            return end
+        return end.record
 
 
 def _chat() -> Family:

@@ -69,6 +69,11 @@ class CallRecord:
     """USD, from the reported usage and the deployment's price (None: unknown)."""
     cancelled: bool = False
     """The caller went away: a stream closed before its end, a cancelled task."""
+    cache: str | None = None
+    """The response cache's verdict: ``"hit"`` (answered from the cache: no attempt, nothing
+    spent), ``"miss"`` or ``"bypass"``; None for a gateway without a cache."""
+    cost_saved: float | None = None
+    """A cache hit: what the answer cost when a deployment gave it, at today's price (USD)."""
 
     @property
     def outcome(self) -> str:
@@ -170,7 +175,41 @@ class Recorder:
             usage["cached_input_tokens"] if usage else None,
             gateway.get("cost") if gateway is not None else None,
             cancelled,
+            gateway.get("cache") if gateway is not None else None,
         )
+
+    def replayed(
+        self, began: float, stream: bool, who: tuple[str, str], gateway: dict[str, Any]
+    ) -> CallRecord:
+        """The record of an answer a wrapper gave (a cache hit) to a call that began at perf
+        time ``began``: no attempt, nothing spent; delivered to the hooks at once."""
+        ended, wall = self.now()
+        duration = max(ended - began, 0.0)
+        record = CallRecord(
+            self.name,
+            self.kind,
+            stream,
+            gateway["model_name"],
+            who[0],
+            who[1],
+            (),
+            0,
+            False,
+            None,
+            wall - duration,
+            duration,
+            duration if stream else None,
+            0,
+            0,
+            0,
+            0.0,
+            False,
+            gateway.get("cache"),
+            gateway.get("cost_saved"),
+        )
+        if self.active:
+            self.deliver(record)
+        return record
 
     def now(self) -> tuple[float, float]:
         clock = self.clock

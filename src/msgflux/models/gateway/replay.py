@@ -4,7 +4,8 @@ call's path (what a wrapper returns when it answers itself: a cache hit, a canne
 msgflux's path gets a ``ModelResponse`` (its view of the completion) or, for a stream, a
 ``ModelStreamResponse`` replaying it chunk by chunk; the raw path a
 :class:`~.raw.RawAnswer` / :class:`~.raw.RawStream` in the request's API family. Either way
-``metadata.gateway`` names the deployment and says no attempt was made.
+``metadata.gateway`` names the deployment and says no attempt was made and nothing was spent,
+and the call's record (no attempt, cost 0) goes to the gateway's ``on_complete`` hooks.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from msgflux.models.chat import ChatStream, completion_view
 from msgflux.models.gateway.raw import RawAnswer, RawStream
 from msgflux.models.gateway.wrappers import RAW, Call
 from msgflux.models.request import CHAT, Request
-from msgflux.models.response import Metadata, ModelStreamResponse, Pair
+from msgflux.models.response import Metadata, ModelStreamResponse, Pair, metadata_of
 
 if TYPE_CHECKING:
     from msgflux.models.gateway.gateway import ModelGateway
@@ -26,15 +27,18 @@ if TYPE_CHECKING:
 __all__ = ["replay"]
 
 
-def _meta(deployment: str, completion: dict[str, Any]) -> dict[str, Any]:
+def _meta(deployment: str, call: Call) -> dict[str, Any]:
+    """``metadata.gateway`` of a replayed answer: no attempt, nothing spent, and what the
+    wrappers said (``call.meta``: the cache's verdict and age)."""
     return {
         "model_name": deployment,
         "attempts": 0,
         "fallbacks": [],
         "hedged": False,
         "history": [],
-        "usage": None,
-        "cost": None,
+        "usage": {"input_tokens": 0, "output_tokens": 0, "cached_input_tokens": 0},
+        "cost": 0.0,
+        **call.meta,
     }
 
 
@@ -63,31 +67,22 @@ def replay(gateway: ModelGateway, call: Call, completion: dict[str, Any], deploy
     request = call.request
     req = request if request is not None else Request(CHAT, {"messages": []})
     who = _who(gateway, deployment)
-    meta = _meta(deployment, completion)
+    meta = _meta(deployment, call)
+    record = gateway._replayed(call, who, meta)
     native = req.native
     fam = family(native.family) if native is not None else None
     if call.stream:
         stream = ModelStreamResponse()
         state = ChatStream(stream, who)
         chunks = completion_chunks(completion)
-        source = _apairs(chunks, state) if _in_loop() else _pairs(chunks, state)
+        source = _apairs(chunks, state) if call.is_async else _pairs(chunks, state)
         stream.set_pairs(source)
         stream.metadata = Metadata(gateway=meta)
         if call.path == RAW:
-            return RawStream(stream, req, meta, [], None, fam)
+            return RawStream(stream, req, meta, [], record, fam)
         return stream
     view = completion_view(completion, req, who)
-    view.metadata["gateway"] = meta
+    metadata_of(view)["gateway"] = meta
     if call.path == RAW:
-        return RawAnswer(view, req, meta, [], None, fam)
+        return RawAnswer(view, req, meta, [], record, fam)
     return view
-
-
-def _in_loop() -> bool:
-    import asyncio
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True

@@ -395,7 +395,9 @@ def resolve_store(value: Any) -> StateStore:
     if value is None:
         return MemoryStore()
     if isinstance(value, str):
-        if value.startswith(("redis://", "rediss://", "unix://")):
+        if value.startswith(
+            ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+        ):
             try:
                 redis = importlib.import_module("msgflux.models.gateway.redis")
             except ImportError as exc:  # pragma: no cover - depends on the extra
@@ -406,8 +408,8 @@ def resolve_store(value: Any) -> StateStore:
             return store
         scheme = value.partition("://")[0] if "://" in value else value[:20]
         raise ValueError(
-            "state must be a StateStore, None (process memory) or a redis://, rediss:// or "
-            f"unix:// URL, got a {scheme!r} string"
+            "state must be a StateStore, None (process memory) or a redis://, rediss://, "
+            f"unix:// or redis+cluster:// URL, got a {scheme!r} string"
         )
     for name in ("admit", "aadmit", "settle", "asettle", "snapshot", "info"):
         if not callable(getattr(value, name, None)):

@@ -28,7 +28,7 @@ from msgflux.models.gateway.engine import RAISE, CallState
 from msgflux.models.gateway.invoke import Invoker
 from msgflux.models.gateway.record import StreamEnd
 from msgflux.models.native import NativeAnswer, NativeStream
-from msgflux.models.response import Metadata, ModelResponse, ModelStreamResponse, Pair
+from msgflux.models.response import Metadata, ModelResponse, ModelStreamResponse, Pair, metadata_of
 from msgflux.pricing import usage_tokens
 
 __all__ = ["outer_stream", "stamp"]
@@ -38,8 +38,9 @@ def stamp(
     call: CallState, result: Any, by_name: Mapping[str, Deployment], final: bool = True
 ) -> None:
     """Attach ``metadata.gateway`` (who answered, how many attempts, who failed before, the
-    tokens and the cost). ``final``: the answer is complete, so its usage is priced and
-    added to the deployment's stats (a stream is stamped again when it finished)."""
+    tokens and the cost; keys a wrapper added to an earlier stamp are kept). ``final``: the
+    answer is complete, so its usage is priced and added to the deployment's stats (a stream
+    is stamped again when it finished)."""
     if not isinstance(result, (ModelResponse, ModelStreamResponse, NativeAnswer, NativeStream)):
         return
     meta = result.metadata
@@ -66,7 +67,7 @@ def stamp(
             "output_tokens": tokens.output,
             "cached_input_tokens": tokens.cached_input,
         }
-    meta["gateway"] = {
+    stamped = {
         "model_name": winner.model_name,
         "attempts": call.total,
         "fallbacks": fallbacks,
@@ -75,6 +76,9 @@ def stamp(
         "usage": usage,
         "cost": cost,
     }
+    earlier = meta.get("gateway")
+    # A stream is stamped again when it ends: what the wrappers added (its cache verdict) stays.
+    meta["gateway"] = {**earlier, **stamped} if isinstance(earlier, dict) else stamped
 
 
 class _Echo:
@@ -147,7 +151,7 @@ def _finished(driver: Driver, call: CallState, inner: Any, outer: ModelStreamRes
     """The stream ended: copy usage/finish_reason/tool calls and refresh the gateway record."""
     meta = getattr(inner, "metadata", None)
     if isinstance(meta, dict):
-        outer.metadata.update((k, v) for k, v in meta.items() if k != "gateway")
+        metadata_of(outer).update((k, v) for k, v in meta.items() if k != "gateway")
     outer.response_type = getattr(inner, "response_type", None) or outer.response_type
     if getattr(inner, "data", None) is not None:
         outer.data = inner.data
@@ -201,7 +205,7 @@ def _pairs(
     finally:
         driver.settle(_ended(driver, call, None, True, inner))
         if end is not None:
-            end(error, outer.metadata.get("gateway"), parts)
+            end(error, metadata_of(outer).get("gateway"), parts)
 
 
 async def _apairs(
@@ -251,7 +255,7 @@ async def _apairs(
     finally:
         await driver.asettle(_ended(driver, call, None, True, inner))
         if end is not None:
-            end(error, outer.metadata.get("gateway"), parts)
+            end(error, metadata_of(outer).get("gateway"), parts)
 
 
 def outer_stream(
@@ -265,7 +269,7 @@ def outer_stream(
     """The stream the caller reads (see the module docstring); ``end`` is told how it ended."""
     outer = ModelStreamResponse()
     outer.response_type = inner.response_type
-    outer.metadata = Metadata({k: v for k, v in inner.metadata.items() if k != "gateway"})
+    outer.metadata = Metadata({k: v for k, v in (inner.metadata or {}).items() if k != "gateway"})
     if is_async:
         outer.set_pairs(_apairs(driver, call, invoker, inner, outer, end))
     else:
@@ -302,7 +306,7 @@ def native_stream(
         else:
             driver.settle(settle)
         if end is not None:
-            end(gone, stream.metadata.get("gateway"), stream.relay.texts or ())
+            end(gone, metadata_of(stream).get("gateway"), stream.relay.texts or ())
         return error
 
     if end is not None and end.content_in is not None:

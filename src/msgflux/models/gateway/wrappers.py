@@ -47,13 +47,25 @@ class Call:
     """One gateway call as its wrappers see it.
 
     ``path`` is :data:`MSGFLUX` or :data:`RAW`; ``options`` the per-call options the
-    wrappers declared (``cache=False``); ``model_preference`` the caller's. :attr:`request`
+    wrappers declared (``cache=False``); ``model_preference`` the caller's; ``meta`` what the
+    wrappers say about the call in its answer's ``metadata.gateway``. :attr:`request`
     is the call's request: for the raw path the one given, for msgflux's path the canonical
     request its arguments make (built when first read; a user-written model's gateway may
     have none: None).
     """
 
-    __slots__ = ("_built", "_request", "gateway", "kwargs", "model_preference", "options", "path")
+    __slots__ = (
+        "_built",
+        "_request",
+        "gateway",
+        "is_async",
+        "kwargs",
+        "meta",
+        "model_preference",
+        "options",
+        "path",
+        "started",
+    )
 
     def __init__(
         self,
@@ -64,8 +76,11 @@ class Call:
         kwargs: dict[str, Any] | None = None,
         model_preference: str | None = None,
         options: Mapping[str, Any] | None = None,
+        is_async: bool = False,
     ) -> None:
         self.gateway = gateway
+        self.is_async = is_async
+        """Made by ``acall``/``acomplete`` (its answer's stream is read with ``async for``)."""
         self.path = path
         self._request = request
         self._built = request is not None
@@ -73,6 +88,11 @@ class Call:
         """msgflux's arguments of a :data:`MSGFLUX` call (empty for the raw path)."""
         self.model_preference = model_preference
         self.options: dict[str, Any] = dict(options or {})
+        self.meta: dict[str, Any] = {}
+        """What the wrappers add to the answer's ``metadata.gateway`` and its call record
+        (the cache's ``cache``, ``cache_age`` and ``cost_saved``)."""
+        self.started = gateway._clock.perf()
+        """When the call began (perf seconds of the gateway's clock)."""
 
     @property
     def request(self) -> Request | None:

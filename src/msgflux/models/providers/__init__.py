@@ -2,6 +2,7 @@
 
 from msgflux.models.providers import anthropic as anthropic
 from msgflux.models.providers import azure as azure
+from msgflux.models.providers import bedrock as bedrock
 from msgflux.models.providers import cerebras as cerebras
 from msgflux.models.providers import deepseek as deepseek
 from msgflux.models.providers import gemini as gemini
@@ -14,4 +15,5 @@ from msgflux.models.providers import openai_compatible as openai_compatible
 from msgflux.models.providers import openrouter as openrouter
 from msgflux.models.providers import sambanova as sambanova
 from msgflux.models.providers import together as together
+from msgflux.models.providers import vertex as vertex
 from msgflux.models.providers import vllm as vllm

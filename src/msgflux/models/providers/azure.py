@@ -43,7 +43,7 @@ from msgflux.models.providers.openai import (
 )
 from msgflux.models.registry import register
 from msgflux.models.request import Request
-from msgflux.models.response import ModelResponse, ModelStreamResponse
+from msgflux.models.response import ModelResponse, ModelStreamResponse, metadata_of
 
 __all__ = [
     "AZURE",
@@ -293,7 +293,7 @@ class AzureChatCompletion(AzureModel, OpenAIChatCompletion):
         self, events: EventStream | AsyncEventStream
     ) -> tuple[ModelStreamResponse, ChatStream]:
         stream = ModelStreamResponse()
-        stream.metadata["request_id"] = events.headers.get("x-request-id")
+        metadata_of(stream)["request_id"] = events.headers.get("x-request-id")
         return stream, _FilteredStream(stream, self._who())
 
 

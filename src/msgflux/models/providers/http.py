@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 
 from msgflux import _secrets, _transport
 from msgflux._time import Clock, as_clock
-from msgflux._transport import Endpoint, Limits, StreamTimeouts
+from msgflux._transport import SSE, Endpoint, Framing, Limits, StreamTimeouts
 from msgflux._transport.endpoint import DEFAULT_LIMITS
 from msgflux.exceptions import APIStatusError, AuthenticationError
 from msgflux.formats import family
@@ -128,6 +128,9 @@ class HTTPModel(BaseModel):
     families: ClassVar[frozenset[str]] = frozenset()
     """The API families the upstream takes as they are (native lanes; see the module
     docstring); :meth:`_native_path` says where each goes."""
+    secret_params: ClassVar[tuple[str, ...]] = ("api_key",)
+    """Constructor arguments that hold secrets (a config file's values are registered with
+    :mod:`msgflux._secrets` and masked in ``msgflux config check``)."""
 
     model_id: str
     sampling_params: dict[str, Any]
@@ -267,6 +270,19 @@ class HTTPModel(BaseModel):
     def _key(self) -> str | None:
         return self._api_key or os.environ.get(self.spec.api_key_env) or None
 
+    def credential_source(self) -> str:
+        """Where this model's credentials come from, never the credentials themselves:
+        ``api_key``, ``environment (NAME)``, ``none needed`` (a local server), or
+        ``missing: ...`` (every call would fail; ``msgflux config check`` says so)."""
+        if self._api_key:
+            return "api_key"
+        env = self.spec.api_key_env
+        if os.environ.get(env):
+            return f"environment ({env})"
+        if not self.spec.api_key_required:
+            return "none needed"
+        return f"missing: set the deployment's api_key or the {env} environment variable"
+
     def _endpoint(self, path: str, query: str = "") -> Endpoint:
         """The endpoint for ``path`` with the key and URL in force right now (cached)."""
         spec = self.spec
@@ -278,8 +294,8 @@ class HTTPModel(BaseModel):
             return cached[2]
         if key is None and spec.api_key_required:
             raise AuthenticationError(
-                f"no API key: pass api_key= or set the {spec.api_key_env} environment variable "
-                f"(e.g. msgflux.set_envs({spec.api_key_env}=...))",
+                f"no API key: give the deployment an api_key (api_key= in Python, api_key: in a "
+                f"server config) or set the {spec.api_key_env} environment variable",
                 provider=self.provider,
                 model_id=self.model_id,
             )
@@ -338,6 +354,11 @@ class HTTPModel(BaseModel):
         """``(path, query)`` under the base URL where a request of ``family`` goes as is."""
         raise NotImplementedError(f"{type(self).__name__} has no native lane for {family}")
 
+    def _native_framing(self, family: str) -> Framing:
+        """How the upstream frames a native stream of ``family`` (SSE; Bedrock wraps
+        Claude's events in AWS's event stream)."""
+        return SSE
+
     def _native_endpoint(self, req: Request) -> Endpoint:
         native = req.native
         assert native is not None
@@ -372,7 +393,8 @@ class HTTPModel(BaseModel):
         who = (self.provider, self.model_id)
         data = self._native_body(req)
         if req.stream:
-            events = _transport.post_stream(ep, data, self._stream_timeouts(req))
+            framing = self._native_framing(native.family)
+            events = _transport.post_stream(ep, data, self._stream_timeouts(req), framing)
             return NativeStream(events, fam, fam.relay(who, drop_usage=native.added_usage), who)
         return NativeAnswer(_transport.post(ep, data, self._attempt_timeout(req)), fam, who)
 
@@ -384,7 +406,8 @@ class HTTPModel(BaseModel):
         who = (self.provider, self.model_id)
         data = self._native_body(req)
         if req.stream:
-            events = await _transport.apost_stream(ep, data, self._stream_timeouts(req))
+            framing = self._native_framing(native.family)
+            events = await _transport.apost_stream(ep, data, self._stream_timeouts(req), framing)
             return NativeStream(events, fam, fam.relay(who, drop_usage=native.added_usage), who)
         resp = await _transport.apost(ep, data, self._attempt_timeout(req))
         return NativeAnswer(resp, fam, who)

@@ -63,7 +63,7 @@ from msgflux.models.providers.local_runtime import find_stop as _find_stop  # no
 from msgflux.models.providers.local_runtime import partial_stop as _partial_stop  # noqa: F401
 from msgflux.models.registry import register
 from msgflux.models.request import CHAT, Request, chat_request, embeddings_request
-from msgflux.models.response import SKIP, ModelResponse, ModelStreamResponse
+from msgflux.models.response import SKIP, ModelResponse, ModelStreamResponse, metadata_of
 from msgflux.models.types import ChatCompletionModel, TextEmbedderModel
 from msgflux.models.views import view_of_payload
 
@@ -241,8 +241,8 @@ def _produce(
             response.add_pair(
                 {**_chunk(cid, created, model, {}), "choices": [], "usage": usage}, SKIP
             )
-        response.metadata["usage"] = usage
-        response.metadata["finish_reason"] = outcome.finish_reason
+        metadata_of(response)["usage"] = usage
+        metadata_of(response)["finish_reason"] = outcome.finish_reason
         response.add(None)
 
 

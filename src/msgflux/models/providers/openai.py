@@ -48,7 +48,7 @@ from msgflux.models.request import (
     TRANSCRIPTIONS,
     Request,
 )
-from msgflux.models.response import ModelResponse, ModelStreamResponse
+from msgflux.models.response import ModelResponse, ModelStreamResponse, metadata_of
 from msgflux.models.types import (
     ChatCompletionModel,
     ModerationModel,
@@ -203,7 +203,7 @@ class OpenAIModel(HTTPModel):
         self, events: EventStream | AsyncEventStream
     ) -> tuple[ModelStreamResponse, ChatStream]:
         stream = ModelStreamResponse()
-        stream.metadata["request_id"] = events.headers.get("x-request-id")
+        metadata_of(stream)["request_id"] = events.headers.get("x-request-id")
         return stream, ChatStream(stream, self._who())
 
 

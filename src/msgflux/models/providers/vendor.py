@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import orjson
 
 from msgflux import _transport
-from msgflux._transport import AsyncEventStream, EventStream, Response
+from msgflux._transport import SSE, AsyncEventStream, EventStream, Framing, Response
 from msgflux.exceptions import APIStatusError
 from msgflux.formats.common import Who, loads, unsupported
 from msgflux.formats.policy import Translation
@@ -31,7 +31,7 @@ from msgflux.models.chat import (
 )
 from msgflux.models.providers.http import HTTPModel, check_keys
 from msgflux.models.request import CHAT, Request
-from msgflux.models.response import ModelResponse, ModelStreamResponse
+from msgflux.models.response import ModelResponse, ModelStreamResponse, metadata_of
 
 __all__ = ["CHAT_RUN_PARAMS", "VendorChatModel"]
 
@@ -54,6 +54,8 @@ class VendorChatModel(HTTPModel):
     """Vendor client settings (``sampling_params``) and their defaults."""
     request_id_header: ClassVar[str] = "x-request-id"
     max_temperature: ClassVar[float] = 2.0
+    stream_framing: ClassVar[Framing] = SSE
+    """How the vendor frames a streamed answer (Bedrock: AWS's event stream)."""
 
     _defaults: dict[str, Any]
 
@@ -147,7 +149,9 @@ class VendorChatModel(HTTPModel):
         ep = self._prepared(self._endpoint(*self._path(req)), req)
         try:
             if req.stream:
-                events = _transport.post_stream(ep, data, self._stream_timeouts(req))
+                events = _transport.post_stream(
+                    ep, data, self._stream_timeouts(req), self.stream_framing
+                )
                 stream, state = self._open(events)
                 stream.set_pairs(translated_pairs(events, state, self.translator(req)))
                 return stream
@@ -162,7 +166,9 @@ class VendorChatModel(HTTPModel):
         ep = self._prepared(self._endpoint(*self._path(req)), req)
         try:
             if req.stream:
-                events = await _transport.apost_stream(ep, data, self._stream_timeouts(req))
+                events = await _transport.apost_stream(
+                    ep, data, self._stream_timeouts(req), self.stream_framing
+                )
                 stream, state = self._open(events)
                 stream.set_pairs(atranslated_pairs(events, state, self.translator(req)))
                 return stream
@@ -176,12 +182,12 @@ class VendorChatModel(HTTPModel):
         self, events: EventStream | AsyncEventStream
     ) -> tuple[ModelStreamResponse, ChatStream]:
         stream = ModelStreamResponse()
-        stream.metadata["request_id"] = events.headers.get(self.request_id_header)
+        metadata_of(stream)["request_id"] = events.headers.get(self.request_id_header)
         return stream, ChatStream(stream, self._who())
 
     def _view(self, req: Request, resp: Response) -> ModelResponse:
         who = self._who()
         canonical = self.completion(loads(resp.content, who), req)
         view = completion_view(canonical, req, who)
-        view.metadata["request_id"] = resp.headers.get(self.request_id_header)
+        metadata_of(view)["request_id"] = resp.headers.get(self.request_id_header)
         return view

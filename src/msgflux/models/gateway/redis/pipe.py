@@ -27,8 +27,8 @@ from typing import Any, cast
 
 import hiredis
 from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
+from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = ["AsyncPipe", "Endpoint", "SyncPipe", "bulk", "endpoint", "header"]
@@ -104,6 +104,12 @@ def _error(reply: hiredis.ReplyError) -> ResponseError:
     message = str(reply)
     if message.startswith("NOSCRIPT"):
         return NoScriptError(message)
+    if message.startswith("MOVED "):  # a Redis Cluster: the slot lives on another node
+        return MovedError(message[6:])
+    if message.startswith("ASK "):
+        return AskError(message[4:])
+    if message.startswith(("CLUSTERDOWN", "TRYAGAIN")):
+        return ClusterDownError(message)
     return ResponseError(message)
 
 
@@ -247,8 +253,8 @@ class AsyncPipe:
             del self._connecting[loop]
         pending.set_result(proto)
         old = self._conns.get(loop)
-        if old is not None and old.transport is not None:
-            old.transport.close()
+        if old is not None:
+            self._drop(old)
         self._conns[loop] = proto
         if loop not in self._closers:
             closer = self._close_at_shutdown(loop)
@@ -283,6 +289,16 @@ class AsyncPipe:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return proto
 
+    def _drop(self, proto: _Protocol) -> None:
+        """Close a connection now. Over TLS without waiting for the peer's close_notify: a
+        loop shutting down would not wait for it, and the socket would stay open."""
+        if proto.transport is None:
+            return
+        if self.endpoint.tls is not None:
+            proto.transport.abort()
+        else:
+            proto.transport.close()
+
     async def _close_at_shutdown(self, loop: asyncio.AbstractEventLoop) -> AsyncIterator[None]:
         """Parked async generator: the loop's ``shutdown_asyncgens()`` resumes it to close."""
         try:
@@ -290,8 +306,8 @@ class AsyncPipe:
         finally:
             self._closers.pop(loop, None)
             proto = self._conns.pop(loop, None)
-            if proto is not None and proto.transport is not None:
-                proto.transport.close()
+            if proto is not None:
+                self._drop(proto)
 
     async def aclose(self) -> None:
         """Close the running loop's connection now (reopened on the next call)."""
@@ -299,7 +315,7 @@ class AsyncPipe:
         proto = self._conns.pop(loop, None)
         closer = self._closers.pop(loop, None)
         if proto is not None and proto.transport is not None:
-            proto.transport.close()
+            self._drop(proto)
             await asyncio.sleep(0)  # let the transport finish closing in this loop
         if closer is not None:
             await closer.aclose()  # type: ignore[attr-defined]

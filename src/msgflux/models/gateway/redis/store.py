@@ -23,9 +23,11 @@ Why it is built this way:
   than redis.asyncio); redis-py serves everything else.
 * **Bounded.** Keys are ``{namespace}:<kind>:<model_name>|<provider>/<model_id>`` (no URL, no
   key): the braces put a namespace in one Redis Cluster slot, which a multi-candidate script
-  needs. Writes keep a TTL longer than anything the state remembers (windows, open times,
-  leases); the rpm log never holds more than ``rpm`` entries, the leases never more than
-  ``max_concurrency``; the rings have fixed sizes.
+  needs. So on a cluster (``redis+cluster://node:7000``, see :mod:`.cluster`) a store talks to
+  the one node serving its namespace's slot, and follows it when a failover moves it. Writes
+  keep a TTL longer than anything the state remembers (windows, open times, leases); the rpm
+  log never holds more than ``rpm`` entries, the leases never more than ``max_concurrency``;
+  the rings have fixed sizes.
 * **Redis trouble never fails a call.** Operations time out after ``timeout`` seconds and are
   never retried (except once on a pooled connection that Redis had closed). On a Redis error
   the call goes on with process-local state: :class:`RedisState` is the Redis store wrapped
@@ -36,14 +38,14 @@ Why it is built this way:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import math
 import os
 import re
-import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import redis
@@ -54,7 +56,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from msgflux.models.gateway.local_fallback import Learned, LocalFallback
-from msgflux.models.gateway.redis.pipe import AsyncPipe, SyncPipe, bulk, endpoint
+from msgflux.models.gateway.redis.cluster import Connector
+from msgflux.models.gateway.redis.pipe import bulk
 from msgflux.models.gateway.redis.scripts import (
     ADMIT,
     EMPTY_BULK,
@@ -122,14 +125,13 @@ class _Redis:
         self._compiled: weakref.WeakKeyDictionary[Policy, Compiled] = weakref.WeakKeyDictionary()
         self._ids = itertools.count(1)
         self._instance = os.urandom(6).hex()
-        self._lock = threading.Lock()
         try:
-            ep = endpoint(url.normalized)
+            self._connector = Connector(url, timeout)
         except ValueError as exc:
             raise ValueError(f"RedisState url {url.redacted!r} is not usable: {exc}") from None
-        self._pipe = SyncPipe(ep, timeout)
-        self._apipe = AsyncPipe(ep, timeout)
-        self._sync: redis.Redis | None = None
+        # Every key of the namespace is in one slot: on a cluster, on one node.
+        self._pipe = self._connector.pipe(self._prefix)
+        self._apipe = self._connector.apipe(self._prefix)
         self._shapes: dict[tuple[Policy, ...], tuple[int, Shape, bool]] = {}
         self._pending: dict[
             asyncio.AbstractEventLoop,
@@ -150,20 +152,25 @@ class _Redis:
 
     # -- clients ----------------------------------------------------------------------------
     def _client(self) -> redis.Redis:
-        """redis-py, for what is not on the per-call path (snapshots, SCAN, deletes)."""
-        client = self._sync
-        if client is None:
-            with self._lock:
-                client = self._sync
-                if client is None:
-                    client = self._sync = redis.Redis.from_url(
-                        self.url.normalized,
-                        socket_timeout=self.timeout,
-                        socket_connect_timeout=self.timeout,
-                        health_check_interval=0,
-                        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-                    )
+        """redis-py, for what is not on the per-call path (snapshots, SCAN, deletes): on a
+        cluster, the node that serves the namespace's slot now."""
+        client: redis.Redis = self._connector.client(
+            self._prefix,
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+            health_check_interval=0,
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        )
         return client
+
+    @contextlib.contextmanager
+    def _moves(self) -> Iterator[None]:
+        """A redis-py error may mean a cluster's slots moved: look again next time."""
+        try:
+            yield
+        except self.errors:
+            self._connector.moved()
+            raise
 
     # -- per-call plumbing --------------------------------------------------------------------
     def _compile(self, policy: Policy) -> Compiled:
@@ -373,13 +380,14 @@ class _Redis:
         return [snapshot_state(p, st, now) for p, st in zip(policies, states, strict=True)]
 
     def _read(self, policies: Sequence[Policy]) -> list[DeploymentState]:
-        pipe = self._client().pipeline(transaction=True)
-        for policy in policies:
-            keys = self._compile(policy).keys
-            pipe.hgetall(keys[0])
-            pipe.zrange(keys[1], 0, -1, withscores=True)
-            pipe.zrange(keys[2], 0, -1, withscores=True)
-        replies = pipe.execute()
+        with self._moves():
+            pipe = self._client().pipeline(transaction=True)
+            for policy in policies:
+                keys = self._compile(policy).keys
+                pipe.hgetall(keys[0])
+                pipe.zrange(keys[1], 0, -1, withscores=True)
+                pipe.zrange(keys[2], 0, -1, withscores=True)
+            replies = pipe.execute()
         return [decode_state(*replies[i : i + 3]) for i in range(0, len(replies), 3)]
 
     def info(self) -> dict[str, Any]:
@@ -396,36 +404,36 @@ class _Redis:
             return
         keys = [k for p in policies for k in self._compile(p).keys]
         if keys:
-            self._client().delete(*keys)
+            with self._moves():
+                self._client().delete(*keys)
 
     def clear(self) -> int:
         """Delete every key of this namespace (other namespaces are untouched); returns how many.
 
         Raises the Redis error when Redis cannot be reached.
         """
-        client = self._client()
-        deleted = 0
-        batch: list[bytes] = []
-        for key in client.scan_iter(match=f"{self._prefix}*", count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
+        with self._moves():
+            client = self._client()
+            deleted = 0
+            batch: list[bytes] = []
+            for key in client.scan_iter(match=f"{self._prefix}*", count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    deleted += int(client.unlink(*batch))
+                    batch = []
+            if batch:
                 deleted += int(client.unlink(*batch))
-                batch = []
-        if batch:
-            deleted += int(client.unlink(*batch))
-        return deleted
+            return deleted
 
     def keys(self) -> list[str]:
         """Every key of this namespace (for operators and tests)."""
-        return sorted(
-            k.decode() for k in self._client().scan_iter(match=f"{self._prefix}*", count=1000)
-        )
+        with self._moves():
+            client = self._client()
+            keys = client.scan_iter(match=f"{self._prefix}*", count=1000)
+            return sorted(k.decode() for k in keys)
 
     def close(self) -> None:
-        self._pipe.close()
-        client, self._sync = self._sync, None
-        if client is not None:
-            client.close()
+        self._connector.close()
 
 
 class RedisState(LocalFallback):
