@@ -62,7 +62,7 @@ from bench.server_stacks import (
     wrk,
 )
 
-SECTION = "## Server"
+SECTION = "## Server: lanes, CPU per request, LiteLLM (issues 12, 18, 19)"
 COMMAND = ".venv/bin/python -m bench.server --write"
 LITELLM_VERSION = "1.77.7"
 MODES = ("json", "sse")
@@ -269,7 +269,7 @@ def memory(server: Server) -> dict[str, Any]:
 
 def versions() -> str:
     parts = []
-    for name in ("uvicorn", "httptools", "uvloop", "aiohttp", "orjson"):
+    for name in ("uvloop", "aiohttp", "orjson"):  # ours: msgflux.server.http1; aiohttp: the floor
         try:
             parts.append(f"{name} {importlib.metadata.version(name)}")
         except importlib.metadata.PackageNotFoundError:
