@@ -16,7 +16,7 @@ import re
 import threading
 from typing import Any
 
-__all__ = ["MASK", "register", "scrub", "scrub_value"]
+__all__ = ["MASK", "forget", "register", "renew", "scrub", "scrub_value"]
 
 MASK = "***"
 _MIN_LENGTH = 4
@@ -25,8 +25,14 @@ _MIN_LENGTH = 4
 _lock = threading.Lock()
 _known: set[str] = set()
 _pattern: re.Pattern[str] | None = None
+"""The mask of every known secret; built when a scrub first needs it after a change."""
+_stale = False
 _lowered: tuple[str, ...] = ()
 """The known secrets in lower case: what a plain-text look for their literal forms compares."""
+
+_OWN_KEYS = re.compile(r"mfx-[A-Za-z0-9_-]{20,}")
+"""The server's virtual keys (``mfx-`` and 256 random bits): masked by their form, so
+issuing and rotating them never grows the mask (they never go upstream, so no encoded echo)."""
 
 
 def _char(c: str) -> str:
@@ -40,22 +46,55 @@ def _char(c: str) -> str:
 
 
 def register(secret: str | None) -> None:
-    """Remember ``secret`` so that :func:`scrub` masks it from now on (cheap when known)."""
-    global _pattern
+    """Remember ``secret`` so that :func:`scrub` masks it from now on (cheap: the mask is
+    rebuilt when a scrub next needs it)."""
+    global _stale, _lowered
     if not secret or len(secret) < _MIN_LENGTH or secret in _known:
         return
     with _lock:
         if secret in _known:
             return
         _known.add(secret)
-        # Longest first, so a secret that contains another is masked whole. Hex digits and
-        # escapes match in either case (IGNORECASE); masking a case variant of a key is fine.
-        alternatives = [
-            "".join(_char(c) for c in known) for known in sorted(_known, key=len, reverse=True)
-        ]
-        _pattern = re.compile("|".join(alternatives), re.IGNORECASE)
-        global _lowered
         _lowered = tuple(known.lower() for known in _known)
+        _stale = True
+
+
+def forget(secret: str | None) -> None:
+    """Stop masking ``secret`` (a token that expired and was replaced)."""
+    global _stale, _lowered
+    if not secret or secret not in _known:
+        return
+    with _lock:
+        _known.discard(secret)
+        _lowered = tuple(known.lower() for known in _known)
+        _stale = True
+
+
+def renew(old: tuple[str | None, ...], new: tuple[str | None, ...]) -> None:
+    """Mask the ``new`` values of refreshed credentials and forget the ``old`` ones no longer
+    among them: a process that refreshes tokens for months keeps a mask of today's."""
+    for secret in new:
+        register(secret)
+    for secret in old:
+        if secret not in new:
+            forget(secret)
+
+
+def _mask() -> re.Pattern[str] | None:
+    global _pattern, _stale
+    if _stale:
+        with _lock:
+            if _stale:
+                # Longest first, so a secret that contains another is masked whole. Hex
+                # digits and escapes match in either case (IGNORECASE); masking a case
+                # variant of a key is fine.
+                alternatives = [
+                    "".join(_char(c) for c in known)
+                    for known in sorted(_known, key=len, reverse=True)
+                ]
+                _pattern = re.compile("|".join(alternatives), re.IGNORECASE) if _known else None
+                _stale = False
+    return _pattern
 
 
 def scrub(text: str) -> str:
@@ -65,21 +104,23 @@ def scrub(text: str) -> str:
     only hold a secret literally (ASCII with no ``%`` and no backslash: no encoded form is
     possible) is first searched for the secrets as plain lower-case substrings, and returned as
     it is when none is there: the same result, at a microsecond."""
-    pattern = _pattern
-    if pattern is None or not text:
+    if not text:
+        return text
+    if "mfx-" in text:
+        text = _OWN_KEYS.sub(MASK, text)
+    if not _lowered:
         return text
     if "%" not in text and "\\" not in text and text.isascii():
         lowered = text.lower()
         if not any(secret in lowered for secret in _lowered):
             return text
-    return pattern.sub(MASK, text)
+    pattern = _mask()
+    return text if pattern is None else pattern.sub(MASK, text)
 
 
 def scrub_value(value: Any, _depth: int = 0) -> Any:
     """A copy of a JSON-like value (str, dict, list, tuple) with secrets scrubbed from every
     string in it, keys included. Other values are returned as they are."""
-    if _pattern is None:
-        return value
     if isinstance(value, str):
         return scrub(value)
     if _depth > 64:

@@ -38,9 +38,9 @@ class ChatStreamAccumulator:
         with self._lock:
             last = self._items[-1] if self._items else None
             if last is not None and last["type"] == "message":
-                last["content"] += text
+                last["content"].append(text)
             else:
-                self._items.append({"type": "message", "role": "assistant", "content": text})
+                self._items.append({"type": "message", "role": "assistant", "content": [text]})
 
     def add_reasoning(
         self,
@@ -58,9 +58,9 @@ class ChatStreamAccumulator:
         with self._lock:
             item = self._reasoning_item(item_id)
             if text:
-                item["text"] = item.get("text", "") + text
+                item.setdefault("text", []).append(text)
             if summary:
-                item["summary"] = item.get("summary", "") + summary
+                item.setdefault("summary", []).append(summary)
             if provider_state is not None or provider is not None:
                 state: dict[str, Any] = {}
                 if provider is not None:
@@ -90,8 +90,11 @@ class ChatStreamAccumulator:
         """The items so far (copies). When nothing was accumulated of a kind, a text
         ``fallback_output`` / ``fallback_reasoning`` (what a producer set directly) stands
         for it."""
-        with self._lock:
-            items = [dict(item) for item in self._items]
+        with self._lock:  # texts are kept as their pieces (joined once, here)
+            items = [
+                {k: "".join(v) if type(v) is list else v for k, v in item.items()}
+                for item in self._items
+            ]
         kinds = {item["type"] for item in items}
         if "reasoning" not in kinds and isinstance(fallback_reasoning, str) and fallback_reasoning:
             items.insert(0, {"type": "reasoning", "role": "assistant", "text": fallback_reasoning})

@@ -243,8 +243,27 @@ async def test_the_deployments_own_temperature_counts_when_the_request_sets_none
         "openai_compatible/m", base_url=upstream.base_url, api_key=KEY, temperature=0
     )
     gw = ModelGateway([{"model_name": "a", "model": model}], cache=True)
+    answers = [await gw.acall(messages=ASK) for _ in range(2)]
+    assert [a.metadata.gateway["cache"] for a in answers] == ["miss", "hit"]
+    assert upstream.count() == 1 and upstream.last.json["temperature"] == 0
+
+
+async def test_a_request_in_its_apis_form_without_temperature_is_sampled_whatever_the_deployment(
+    upstream: Upstream,
+) -> None:
+    # The raw path sends the body as the client wrote it: the deployment's temperature=0
+    # never reaches the upstream, which samples at the API's default.
+    model = Model.chat_completion(
+        "openai_compatible/m", base_url=upstream.base_url, api_key=KEY, temperature=0
+    )
+    gw = ModelGateway([{"model_name": "a", "model": model}], cache=True)
     asked = {"model": "gw", "messages": ASK}
-    assert [(await gw.acomplete(asked)).cache for _ in range(2)] == ["miss", "hit"]
+    assert [(await gw.acomplete(asked)).cache for _ in range(2)] == ["bypass", "bypass"]
+    assert "temperature" not in upstream.last.json
+    assert [(await gw.acomplete({**asked, "temperature": 0})).cache for _ in range(2)] == [
+        "miss",
+        "hit",
+    ]
 
 
 # -- per-call controls ---------------------------------------------------------------------------

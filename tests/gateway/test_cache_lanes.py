@@ -24,7 +24,7 @@ from tests.gateway.test_lanes import (
     streamed_text,
     text_of,
 )
-from tests.upstream import Reply, Upstream
+from tests.upstream import Reply, ToolCallSpec, Upstream
 
 USAGE = {
     "chat": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
@@ -91,3 +91,17 @@ async def test_a_native_responses_stream_is_replayed(upstream: Upstream) -> None
     text = await fill_then_replay(gw, upstream, "responses")
     assert text == "Hello from m-resp"
     assert upstream.requests[0].route == "responses"  # the native lane filled it
+
+
+async def test_a_stream_carrying_what_a_replay_would_lose_is_not_cached(upstream: Upstream) -> None:
+    # Gemini's thought signature rides on the function call; a replay without it could make
+    # Gemini refuse the client's next turn, so such a stream is answered but never kept.
+    call = ToolCallSpec("get_weather", {"city": "Paris"})
+    upstream.set_default(Reply(tool_calls=[call], thought_signature="c2lnbmVk"))
+    gw = gateway(upstream, "gemini", cache=True)
+    for _ in range(2):
+        stream = await gw.acomplete(asked("chat", True), api="chat")
+        assert isinstance(stream, RawStream) and stream.cache == "miss"
+        relayed = b"".join([part async for part in stream.sse("gw")])
+        assert b"c2lnbmVk" in relayed
+    assert upstream.count() == 2

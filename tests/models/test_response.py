@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -93,6 +94,17 @@ async def test_an_error_given_to_finish_is_raised_where_the_reader_reaches_the_e
     other.finish(error=ConnectionResetError("gone"))
     with pytest.raises(ConnectionResetError):
         await other.next_chunk()
+
+
+def test_a_long_pushed_stream_accumulates_in_linear_time() -> None:
+    stream = ModelStreamResponse()
+    started = time.perf_counter()
+    for _ in range(80_000):
+        stream.add("abcde")
+    assert time.perf_counter() - started < 1.5  # was 5 s: the whole text copied per chunk
+    stream.finish()
+    assert len(stream.data) == 400_000
+    assert stream.chat_accumulator.snapshot()[0]["content"] == stream.data
 
 
 def test_a_chunk_after_its_channel_closed_is_refused() -> None:

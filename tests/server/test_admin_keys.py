@@ -280,6 +280,21 @@ def test_the_cli_on_a_config_without_state_says_to_use_the_api(tmp_path: Path) -
     assert both.returncode == 1 and "either --url" in both.stderr
 
 
+def test_the_cli_issues_no_key_a_server_without_client_keys_would_not_check(
+    tmp_path: Path,
+) -> None:
+    config = write_config(
+        tmp_path,
+        {
+            "server": {"state": "redis://127.0.0.1:9/0"},  # refused before it is reached
+            "gateways": {"chat": chat_gateway("http://127.0.0.1:9/v1")},
+        },
+    )
+    for command in (("create", "x"), ("rotate", "x")):
+        out = run_cli("keys", *command, "--config", str(config))
+        assert out.returncode == 1 and "server.keys" in out.stderr, out.stderr
+
+
 def test_the_dashboard_files_are_served_with_a_strict_policy(env: Env) -> None:
     for path, kind in (("/ui", "text/html"), ("/ui/app.js", "text/javascript")):
         resp = env.call("GET", path, key=None)
@@ -345,3 +360,42 @@ def test_with_workers_and_no_state_creating_keys_is_refused(tmp_path: Path) -> N
         assert resp.status_code == 409 and "server.state" in resp.json()["error"]["message"]
     finally:
         assert server.stop() == 0, server.log()
+
+
+def test_the_cli_never_follows_a_redirect_with_the_admin_key() -> None:
+    import http.server
+    import threading
+
+    from msgflux.server.keys_client import HTTPKeys, KeysError
+
+    seen: list[str | None] = []
+
+    class Target(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"keys": []}')
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    target = http.server.HTTPServer(("127.0.0.1", 0), Target)
+
+    class Redirect(Target):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{target.server_port}/admin/keys")
+            self.end_headers()
+
+    redirect = http.server.HTTPServer(("127.0.0.1", 0), Redirect)
+    for server in (target, redirect):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(KeysError, match="302"):
+            HTTPKeys(f"http://127.0.0.1:{redirect.server_port}", "sk-admin-secret-1").list()
+        assert seen == []
+    finally:
+        for server in (target, redirect):
+            server.shutdown()
+            server.server_close()

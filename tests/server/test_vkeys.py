@@ -40,6 +40,9 @@ NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
         ({"name": "a", "models": "*", "budget": {"usd": 1, "period": "year"}}, "budget.period"),
         ({"name": "a", "models": "*", "expires_at": "tomorrow"}, "expires_at"),
         ({"name": "a", "models": "*", "expires_at": NOW - 1}, "expires_at"),
+        ({"name": "a", "models": "*", "expires_at": 1e300}, "expires_at"),  # no date names it
+        ({"name": "a", "models": "*", "expires_at": -1e300}, "expires_at"),
+        ({"name": "a", "models": "*", "expires_at": "9999-12-31T23:59:59-05:00"}, "expires_at"),
         ({"name": "a", "models": "*", "metadata": ["team"]}, "metadata"),
         ({"name": "a", "models": "*", "metadata": {"team": 7}}, "metadata.team"),
         ({"name": "a", "models": "*", "rpn": 5}, "rpn"),

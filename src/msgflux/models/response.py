@@ -438,7 +438,11 @@ class ModelStreamResponse(_Response):
         if current is None:
             self.data = piece
         elif type(current) is type(piece):
-            self.data = current + piece
+            # Let go of the attribute's reference first: CPython then grows a str in place
+            # (amortised linear), where `self.data = current + piece` copied it every chunk.
+            self.data = None
+            current += piece
+            self.data = current
         else:
             raise TypeError(
                 "ModelStreamResponse received mixed chunk types: "

@@ -51,6 +51,16 @@ class Keys(Protocol):
     def revoke(self, name: str) -> dict[str, Any]: ...
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an error: following it would send the admin key to another host."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 class HTTPKeys:
     """The admin API of the server at ``url``."""
 
@@ -66,7 +76,7 @@ class HTTPKeys:
         if data is not None:
             request.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with _OPENER.open(request, timeout=self.timeout) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as exc:
             try:
@@ -137,7 +147,17 @@ class StoreKeys:
     def _config_keys(self) -> list[str]:
         return [k.name for k in self.config.server.keys]
 
+    def _issuing(self) -> None:
+        """Refuse to issue a secret a server of this config would not check (as its API)."""
+        if not self.config.server.keys:
+            raise KeysError(
+                "virtual keys need client authentication: add at least one (admin) key to "
+                "server.keys, so the server checks keys at all"
+            )
+
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        self._issuing()
+
         async def work(admin: Any) -> dict[str, Any]:
             record, secret = await admin.create(
                 self.ACTOR, body, list(self.config.gateways), self._config_keys
@@ -154,6 +174,7 @@ class StoreKeys:
         return self._run(work)
 
     def rotate(self, name: str, grace: float | None) -> dict[str, Any]:
+        self._issuing()
         body = {} if grace is None else {"grace_seconds": grace}
 
         async def work(admin: Any) -> dict[str, Any]:

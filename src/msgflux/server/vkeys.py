@@ -216,9 +216,15 @@ def fingerprint(digest: bytes) -> str:
     return digest[:4].hex()
 
 
+LATEST = 253402300799.0
+"""9999-12-31T23:59:59Z: the last moment an ISO time can name (``expires_at`` up to it)."""
+
+
 def iso(epoch: float | None) -> str | None:
     if epoch is None:
         return None
+    if not 0 <= epoch <= LATEST:  # never stored (see _expiry); shown as it is
+        return repr(epoch)
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -270,6 +276,8 @@ def _expiry(value: Any, now: float) -> float | None:
         )
     if when <= now:
         raise KeyChangeError(f"{iso(when)} is not in the future", "expires_at")
+    if when > LATEST:
+        raise KeyChangeError("must be at most 9999-12-31T23:59:59Z", "expires_at")
     return when
 
 

@@ -273,8 +273,11 @@ class AWSAuth:
             frozen = self.credentials().get_frozen_credentials()
         except botocore.exceptions.BotoCoreError as exc:
             raise self._failed("refreshed", exc) from None
-        _secrets.register(frozen.secret_key)
-        _secrets.register(frozen.token)
+        before = self._latest
+        _secrets.renew(
+            () if before is None else (before.secret_key, before.token),
+            (frozen.secret_key, frozen.token),
+        )
         return frozen
 
     def prepare(self) -> None:

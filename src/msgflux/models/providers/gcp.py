@@ -245,6 +245,7 @@ class GCPAuth:
 
     def _refresh(self) -> None:
         creds = self.credentials()
+        before = creds.token
         exceptions = importlib.import_module("google.auth.exceptions")
         try:
             creds.refresh(google_auth_request())
@@ -254,7 +255,7 @@ class GCPAuth:
                 f"{type(exc).__name__}: {exc}",
                 provider="vertex",
             ) from None
-        _secrets.register(creds.token)
+        _secrets.renew((before,), (creds.token,))
 
     def prepare(self) -> None:
         """Before a sync call: credentials loaded, token fresh (refreshed here if not)."""

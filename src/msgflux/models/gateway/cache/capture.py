@@ -64,8 +64,22 @@ def whole(result: Any) -> tuple[dict[str, Any], str] | None:
     return (completion, deployment) if _finished(completion) else None
 
 
+_DELTA_KEPT = frozenset(
+    ("role", "content", "reasoning_content", "reasoning", "refusal", "tool_calls")
+)
+_CALL_KEPT = frozenset(("index", "id", "type", "function"))
+
+
+def _carries_more(part: dict[str, Any], kept: frozenset[str]) -> bool:
+    """Whether ``part`` holds a value (not null or empty) under a key outside ``kept``."""
+    return any(value for key, value in part.items() if key not in kept)
+
+
 class Assembler:
-    """Canonical chunks back into the completion they stream (the first choice)."""
+    """Canonical chunks back into the completion they stream (the first choice). A stream
+    carrying what it does not keep (thinking signatures, a tool call's ``extra_content``,
+    logprobs...) gives no completion: a replay without them could break the client's next
+    turn, so such an answer is not cached."""
 
     __slots__ = (
         "calls",
@@ -73,6 +87,7 @@ class Assembler:
         "finish",
         "ident",
         "model",
+        "opaque",
         "reasoning",
         "refusal",
         "size",
@@ -90,6 +105,7 @@ class Assembler:
         self.calls: dict[int, list[str]] = {}
         self.finish: str | None = None
         self.usage: dict[str, Any] | None = None
+        self.opaque = False
         self.size = 0
         """Characters of content held (what bounds a capture)."""
 
@@ -123,9 +139,13 @@ class Assembler:
         finish = choice.get("finish_reason")
         if isinstance(finish, str):
             self.finish = finish
+        if choice.get("logprobs") is not None:
+            self.opaque = True
         delta = choice.get("delta")
         if type(delta) is not dict:
             return
+        if _carries_more(delta, _DELTA_KEPT):
+            self.opaque = True
         self._add(self.text, delta.get("content"))
         self._add(self.reasoning, delta.get("reasoning_content") or delta.get("reasoning"))
         self._add(self.refusal, delta.get("refusal"))
@@ -136,6 +156,8 @@ class Assembler:
                     self._call(call)
 
     def _call(self, delta: dict[str, Any]) -> None:
+        if _carries_more(delta, _CALL_KEPT):
+            self.opaque = True
         index = delta.get("index", 0)
         if type(index) is not int:
             return
@@ -165,8 +187,9 @@ class Assembler:
             self.calls[i] = [entry["id"], function["name"], function["arguments"]]
 
     def completion(self) -> dict[str, Any] | None:
-        """The completion the chunks streamed; None when the stream never finished."""
-        if self.finish is None:
+        """The completion the chunks streamed; None when the stream never finished or
+        carried what a completion rebuilt here would lose."""
+        if self.finish is None or self.opaque:
             return None
         message: dict[str, Any] = {
             "role": "assistant",

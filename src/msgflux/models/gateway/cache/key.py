@@ -130,19 +130,21 @@ def _config(family: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def bypass_reason(req: Request, temperature: float | None, sampled: bool) -> str | None:
     """Why ``req`` must not be cached, or None (see the module docstring). ``temperature``:
-    the deployments' own when the request sets none (None: the family's default, 1);
+    the deployments' own when the request sets none (None: the family's default, 1), which
+    only the msgflux-style path applies (a request in its API's form goes to a deployment of
+    that API as it is, so without one it is sampled at the API's default);
     ``sampled``: cache sampled requests too."""
     native = req.native
     family, body = (native.family, native.body) if native is not None else (CANONICAL, req.body)
     fields = _config(family, body)
     count = fields.get("candidateCount" if family == GEMINI else "n")
-    if type(count) is int and count > 1:
+    if isinstance(count, (int, float)) and not isinstance(count, bool) and count > 1:
         return "several answers asked (n > 1)"
     if sampled:
         return None
     value = fields.get("temperature")
     if value is None:
-        value = 1 if temperature is None else temperature
+        value = 1 if temperature is None or native is not None else temperature
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return "temperature is not a number"
     if value > 0 and fields.get("seed") is None:
