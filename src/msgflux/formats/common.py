@@ -30,10 +30,14 @@ __all__ = [
     "chunk",
     "data_url",
     "decode_base64",
+    "fail",
     "int_of",
+    "integer",
+    "kind_of",
     "loads",
     "loc",
     "now",
+    "one_of",
     "policy_error",
     "rename_model",
     "swap_model",
@@ -45,6 +49,34 @@ __all__ = [
 
 Who = tuple[str, str]
 """(provider, model_id) to name in errors."""
+
+
+# -- checks of a client's request, shared by the families' decoders ---------------------------
+def kind_of(value: Any) -> str:
+    """``value``'s JSON type name, for an error message."""
+    if value is None:
+        return "null"
+    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def fail(where: str, what: str, value: Any = ...) -> ValueError:
+    """The error of a request field: ``where: what, got <value>``."""
+    got = "" if value is ... else f", got {value!r:.60}"
+    return ValueError(f"{where}: {what}{got}")
+
+
+def integer(value: Any, where: str, low: int) -> int:
+    if type(value) is not int or value < low:
+        raise fail(where, f"must be an integer >= {low}", value)
+    return value
+
+
+def one_of(value: Any, where: str, accepted: tuple[str, ...]) -> str:
+    if value not in accepted:
+        raise fail(where, f"must be one of {', '.join(map(repr, accepted))}", value)
+    return str(value)
 
 
 def unsupported(provider: str, what: str) -> UnsupportedFeatureError:

@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 from msgflux.formats.anthropic.request_encode import NO_SAMPLING_VERSIONS, THINKING_BUDGETS
+from msgflux.formats.common import fail, integer, kind_of, one_of
 from msgflux.formats.policy import Translation
 
 __all__ = ["to_canonical"]
@@ -79,49 +80,26 @@ _CHOICES = ("auto", "any", "tool", "none")
 
 
 # -- validation helpers -------------------------------------------------------------------------
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
-        type(value), type(value).__name__
-    )
-
-
-def _fail(where: str, what: str, value: Any = ...) -> ValueError:
-    got = "" if value is ... else f", got {value!r:.60}"
-    return ValueError(f"{where}: {what}{got}")
 
 
 def _obj(value: Any, where: str) -> dict[str, Any]:
     if type(value) is not dict:
-        raise _fail(where, f"must be an object, got {_kind(value)}")
+        raise fail(where, f"must be an object, got {kind_of(value)}")
     return value
 
 
 def _string(value: Any, where: str, *, empty: bool = True) -> str:
     if type(value) is not str:
-        raise _fail(where, f"must be a string, got {_kind(value)}")
+        raise fail(where, f"must be a string, got {kind_of(value)}")
     if not empty and not value:
-        raise _fail(where, "must not be empty")
-    return value
-
-
-def _int(value: Any, where: str, low: int) -> int:
-    if type(value) is not int or value < low:
-        raise _fail(where, f"must be an integer >= {low}", value)
+        raise fail(where, "must not be empty")
     return value
 
 
 def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise _fail(where, "must be a number between 0 and 1", value)
+        raise fail(where, "must be a number between 0 and 1", value)
     return value
-
-
-def _one_of(value: Any, where: str, accepted: tuple[str, ...]) -> str:
-    if value not in accepted:
-        raise _fail(where, f"must be one of {', '.join(map(repr, accepted))}", value)
-    return str(value)
 
 
 def _drop(ctx: Translation, feature: str, field: str) -> None:
@@ -147,16 +125,16 @@ def to_canonical(payload: Any, ctx: Translation, *, version: str | None = None) 
         messages.append(_system(system, "system"))
     turns = body.get("messages")
     if type(turns) is not list or not turns:
-        raise _fail("messages", "is required: a non-empty array of {role, content} objects")
+        raise fail("messages", "is required: a non-empty array of {role, content} objects")
     for i, turn in enumerate(turns):
         _turn(turn, i, messages, ctx)
     out: dict[str, Any] = {"model": model, "messages": messages}
-    out["max_tokens"] = _int(body.get("max_tokens"), "max_tokens", 1)
+    out["max_tokens"] = integer(body.get("max_tokens"), "max_tokens", 1)
     if len(body) > 3:
         if version in NO_SAMPLING_VERSIONS:
             for field in ("temperature", "top_p", "top_k"):
                 if field in body:
-                    raise _fail(
+                    raise fail(
                         field,
                         f"Extra inputs are not permitted with anthropic-version {version} "
                         "(2023-06-01 takes it)",
@@ -164,7 +142,7 @@ def to_canonical(payload: Any, ctx: Translation, *, version: str | None = None) 
         _options(body, out, ctx)
     stream = body.get("stream", False)
     if stream is not True and stream is not False:
-        raise _fail("stream", "must be a boolean", stream)
+        raise fail("stream", "must be a boolean", stream)
     if stream:
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}  # message_delta carries the usage
@@ -176,18 +154,18 @@ def _options(body: dict[str, Any], out: dict[str, Any], ctx: Translation) -> Non
     stop = body.get("stop_sequences")
     if stop is not None:
         if type(stop) is not list or not all(type(s) is str for s in stop):
-            raise _fail("stop_sequences", "must be an array of strings", stop)
+            raise fail("stop_sequences", "must be an array of strings", stop)
         if stop:
             out["stop"] = stop
     for field in ("temperature", "top_p"):
         if body.get(field) is not None:
             out[field] = _number(body[field], field)
     if body.get("top_k") is not None:
-        out["top_k"] = _int(body["top_k"], "top_k", 0)
+        out["top_k"] = integer(body["top_k"], "top_k", 0)
     tools = body.get("tools")
     if tools is not None:
         if type(tools) is not list:
-            raise _fail("tools", f"must be an array of tools, got {_kind(tools)}")
+            raise fail("tools", f"must be an array of tools, got {kind_of(tools)}")
         if tools:
             out["tools"] = [_tool(tool, f"tools.{i}", ctx) for i, tool in enumerate(tools)]
     if body.get("tool_choice") is not None:
@@ -207,7 +185,7 @@ def _options(body: dict[str, Any], out: dict[str, Any], ctx: Translation) -> Non
     service_tier = body.get("service_tier")
     if service_tier is not None:
         # A scheduling hint for Anthropic's capacity, not part of the answer.
-        _one_of(service_tier, "service_tier", ("auto", "standard_only"))
+        one_of(service_tier, "service_tier", ("auto", "standard_only"))
         _drop(ctx, "service_tier", "service_tier")
 
 
@@ -215,12 +193,12 @@ def _system(system: Any, where: str) -> dict[str, Any]:
     if type(system) is str:
         return {"role": "system", "content": system}
     if type(system) is not list:
-        raise _fail(where, f"must be a string or an array of text blocks, got {_kind(system)}")
+        raise fail(where, f"must be a string or an array of text blocks, got {kind_of(system)}")
     parts = []
     for j, block in enumerate(system):
         at = f"{where}.{j}"
         if _obj(block, at).get("type") != "text":
-            raise _fail(f"{at}.type", "must be 'text'", block.get("type"))
+            raise fail(f"{at}.type", "must be 'text'", block.get("type"))
         parts.append(_text(block, at))
     if len(parts) == 1 and len(parts[0]) == 2:
         return {"role": "system", "content": parts[0]["text"]}
@@ -231,14 +209,14 @@ def _turn(turn: Any, i: int, messages: list[dict[str, Any]], ctx: Translation) -
     """Append the canonical messages of ``messages[i]``."""
     where = f"messages.{i}"
     if type(turn) is not dict:
-        raise _fail(where, f"must be an object, got {_kind(turn)}")
+        raise fail(where, f"must be an object, got {kind_of(turn)}")
     role = turn.get("role")
     content = turn.get("content")
     if len(turn) != 2 or role not in ("user", "assistant"):
         for key in turn:
             if key not in ("role", "content"):
-                raise _fail(f"{where}.{key}", "Extra inputs are not permitted")
-        _one_of(role, f"{where}.role", ("user", "assistant", "system"))
+                raise fail(f"{where}.{key}", "Extra inputs are not permitted")
+        one_of(role, f"{where}.role", ("user", "assistant", "system"))
     if role == "system":
         # A system turn in the middle of the conversation (Claude Code sends them): kept where
         # it is; each target family puts it in its own form.
@@ -248,7 +226,7 @@ def _turn(turn: Any, i: int, messages: list[dict[str, Any]], ctx: Translation) -
         messages.append({"role": role, "content": content})
         return
     if type(content) is not list or not content:
-        raise _fail(
+        raise fail(
             f"{where}.content", "must be a string or a non-empty array of content blocks", content
         )
     if role == "user":
@@ -273,7 +251,7 @@ def _user(content: list[Any], where: str, messages: list[dict[str, Any]]) -> Non
         elif kind == "document":
             parts.append(_document(block, at))
         else:
-            raise _fail(
+            raise fail(
                 f"{at}.type", f"must be one of {', '.join(_USER_BLOCKS)} in a user turn", kind
             )
     if len(parts) == 1 and len(parts[0]) == 2 and parts[0]["type"] == "text":
@@ -298,17 +276,17 @@ def _source(block: dict[str, Any], where: str) -> dict[str, Any]:
     source = _obj(block.get("source"), f"{where}.source")
     kind = source.get("type")
     if kind == "file":
-        raise _fail(f"{where}.source.type", "'file' (the Files API) has no form other vendors take")
+        raise fail(f"{where}.source.type", "'file' (the Files API) has no form other vendors take")
     return source
 
 
 def _image(block: dict[str, Any], where: str) -> dict[str, Any]:
     source = _source(block, where)
-    kind = _one_of(source.get("type"), f"{where}.source.type", ("base64", "url"))
+    kind = one_of(source.get("type"), f"{where}.source.type", ("base64", "url"))
     if kind == "url":
         url = _string(source.get("url"), f"{where}.source.url", empty=False)
     else:
-        media = _one_of(source.get("media_type"), f"{where}.source.media_type", _MEDIA_TYPES)
+        media = one_of(source.get("media_type"), f"{where}.source.media_type", _MEDIA_TYPES)
         data = _string(source.get("data"), f"{where}.source.data", empty=False)
         url = f"data:{media};base64,{data}"
     return _cache(block, {"type": "image_url", "image_url": {"url": url}}, where)
@@ -316,8 +294,8 @@ def _image(block: dict[str, Any], where: str) -> dict[str, Any]:
 
 def _document(block: dict[str, Any], where: str) -> dict[str, Any]:
     source = _source(block, where)
-    _one_of(source.get("type"), f"{where}.source.type", ("base64",))
-    _one_of(source.get("media_type"), f"{where}.source.media_type", ("application/pdf",))
+    one_of(source.get("type"), f"{where}.source.type", ("base64",))
+    one_of(source.get("media_type"), f"{where}.source.media_type", ("application/pdf",))
     data = _string(source.get("data"), f"{where}.source.data", empty=False)
     part = {"type": "file", "file": {"file_data": f"data:application/pdf;base64,{data}"}}
     return _cache(block, part, where)
@@ -338,16 +316,16 @@ def _tool_result(block: dict[str, Any], where: str) -> dict[str, Any]:
             elif kind == "image":
                 parts.append(_image(inner, at))
             else:
-                raise _fail(f"{at}.type", "must be 'text' or 'image' in a tool_result", kind)
+                raise fail(f"{at}.type", "must be 'text' or 'image' in a tool_result", kind)
         content = parts
     elif type(content) is not str:
-        raise _fail(
-            f"{where}.content", f"must be a string or an array of blocks, got {_kind(content)}"
+        raise fail(
+            f"{where}.content", f"must be a string or an array of blocks, got {kind_of(content)}"
         )
     message: dict[str, Any] = {"role": "tool", "tool_call_id": call_id, "content": content}
     error = block.get("is_error")
     if error is not None and type(error) is not bool:
-        raise _fail(f"{where}.is_error", "must be a boolean", error)
+        raise fail(f"{where}.is_error", "must be a boolean", error)
     if error:
         message["is_error"] = True
     return _cache(block, message, where)
@@ -386,7 +364,7 @@ def _assistant(content: list[Any], where: str, ctx: Translation) -> dict[str, An
             _string(block.get("data"), f"{at}.data", empty=False)
             thinking.append(block)
         else:
-            raise _fail(
+            raise fail(
                 f"{at}.type",
                 f"must be one of {', '.join(_ASSISTANT_BLOCKS)} in an assistant turn",
                 kind,
@@ -422,7 +400,7 @@ def _tool(value: Any, where: str, ctx: Translation) -> dict[str, Any]:
     name = _string(tool.get("name"), f"{where}.name", empty=False)
     schema = _obj(tool.get("input_schema"), f"{where}.input_schema")
     if schema.get("type") != "object":
-        raise _fail(f"{where}.input_schema.type", "must be 'object'", schema.get("type"))
+        raise fail(f"{where}.input_schema.type", "must be 'object'", schema.get("type"))
     function: dict[str, Any] = {"name": name, "parameters": schema}
     description = tool.get("description")
     if description is not None:
@@ -430,14 +408,14 @@ def _tool(value: Any, where: str, ctx: Translation) -> dict[str, Any]:
     strict = tool.get("strict")
     if strict is not None:
         if type(strict) is not bool:
-            raise _fail(f"{where}.strict", "must be a boolean", strict)
+            raise fail(f"{where}.strict", "must be a boolean", strict)
         function["strict"] = strict
     return _cache(tool, {"type": "function", "function": function}, where)
 
 
 def _tool_choice(choice: Any, out: dict[str, Any]) -> None:
     choice = _obj(choice, "tool_choice")
-    kind = _one_of(choice.get("type"), "tool_choice.type", _CHOICES)
+    kind = one_of(choice.get("type"), "tool_choice.type", _CHOICES)
     if kind == "tool":
         name = _string(choice.get("name"), "tool_choice.name", empty=False)
         out["tool_choice"] = {"type": "function", "function": {"name": name}}
@@ -445,11 +423,11 @@ def _tool_choice(choice: Any, out: dict[str, Any]) -> None:
         out["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[kind]
     for key in choice:
         if key not in ("type", "name", "disable_parallel_tool_use"):
-            raise _fail(f"tool_choice.{key}", "Extra inputs are not permitted")
+            raise fail(f"tool_choice.{key}", "Extra inputs are not permitted")
     parallel = choice.get("disable_parallel_tool_use")
     if parallel is not None:
         if type(parallel) is not bool:
-            raise _fail("tool_choice.disable_parallel_tool_use", "must be a boolean", parallel)
+            raise fail("tool_choice.disable_parallel_tool_use", "must be a boolean", parallel)
         if parallel and kind != "none":
             out["parallel_tool_calls"] = False
 
@@ -459,16 +437,16 @@ def _thinking(thinking: Any, out: dict[str, Any], ctx: Translation) -> None:
     budget is the largest not above ``budget_tokens`` (an Anthropic deployment thinks with
     that budget). Adaptive thinking has no budget to map: it is a hint, dropped."""
     thinking = _obj(thinking, "thinking")
-    kind = _one_of(thinking.get("type"), "thinking.type", ("enabled", "disabled", "adaptive"))
+    kind = one_of(thinking.get("type"), "thinking.type", ("enabled", "disabled", "adaptive"))
     if kind == "disabled":
         return
     if kind == "adaptive":
         _drop(ctx, "thinking", "thinking")
         return
-    budget = _int(thinking.get("budget_tokens"), "thinking.budget_tokens", 1024)
+    budget = integer(thinking.get("budget_tokens"), "thinking.budget_tokens", 1024)
     max_tokens = out.get("max_tokens")
     if max_tokens is not None and max_tokens <= budget:
-        raise _fail(
+        raise fail(
             "max_tokens", f"must be greater than thinking.budget_tokens ({budget})", max_tokens
         )
     out["reasoning_effort"] = next(effort for low, effort in _EFFORTS if low <= budget)
@@ -487,7 +465,7 @@ def _output_config(config: Any, out: dict[str, Any], ctx: Translation) -> None:
     if fmt is None:
         return
     fmt = _obj(fmt, "output_config.format")
-    _one_of(fmt.get("type"), "output_config.format.type", ("json_schema",))
+    one_of(fmt.get("type"), "output_config.format.type", ("json_schema",))
     schema = _obj(fmt.get("schema"), "output_config.format.schema")
     out["response_format"] = {
         "type": "json_schema",

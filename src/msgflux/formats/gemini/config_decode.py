@@ -18,10 +18,10 @@ from msgflux.formats.gemini.read import (
     drop,
     fail,
     integer,
+    kind_of,
     number,
     obj,
     string,
-    type_of,
 )
 from msgflux.formats.gemini.request_encode import THINKING_BUDGETS
 from msgflux.formats.gemini.schema import json_schema
@@ -140,7 +140,7 @@ def _response_format(config: dict[str, Any], out: dict[str, Any], ctx: Translati
     if schema is not None:
         raw = json_schema(schema, "generationConfig.responseSchema")
     elif raw is not None and type(raw) is not dict:
-        raise fail("generationConfig.responseJsonSchema", f"must be an object, got {type_of(raw)}")
+        raise fail("generationConfig.responseJsonSchema", f"must be an object, got {kind_of(raw)}")
     if raw is None:
         out["response_format"] = {"type": "json_object"}
     else:

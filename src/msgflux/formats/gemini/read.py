@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from msgflux.formats.common import fail, integer, kind_of
 from msgflux.formats.policy import Translation
 
 __all__ = [
@@ -18,28 +19,15 @@ __all__ = [
     "drop",
     "fail",
     "integer",
+    "kind_of",
     "non_empty",
     "number",
     "obj",
     "string",
-    "type_of",
 ]
 
 TARGET = "the deployment's API"
 """Who cannot take a dropped Gemini field: any family but Gemini's."""
-
-
-def type_of(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
-        type(value), type(value).__name__
-    )
-
-
-def fail(where: str, what: str, value: Any = ...) -> ValueError:
-    got = "" if value is ... else f", got {value!r:.60}"
-    return ValueError(f"{where}: {what}{got}")
 
 
 def camel(name: str) -> str:
@@ -50,7 +38,7 @@ def camel(name: str) -> str:
 def obj(value: Any, where: str) -> dict[str, Any]:
     """``value`` (an object) with its keys in camelCase, as Gemini reads them."""
     if type(value) is not dict:
-        raise fail(where, f"must be an object, got {type_of(value)}")
+        raise fail(where, f"must be an object, got {kind_of(value)}")
     if not any("_" in key for key in value):
         return value
     out: dict[str, Any] = {}
@@ -64,21 +52,15 @@ def obj(value: Any, where: str) -> dict[str, Any]:
 
 def non_empty(value: Any, where: str, what: str) -> list[Any]:
     if type(value) is not list or not value:
-        raise fail(where, f"must be a non-empty array of {what}, got {type_of(value)}")
+        raise fail(where, f"must be a non-empty array of {what}, got {kind_of(value)}")
     return value
 
 
 def string(value: Any, where: str, *, empty: bool = True) -> str:
     if type(value) is not str:
-        raise fail(where, f"must be a string, got {type_of(value)}")
+        raise fail(where, f"must be a string, got {kind_of(value)}")
     if not empty and not value:
         raise fail(where, "must not be empty")
-    return value
-
-
-def integer(value: Any, where: str, low: int) -> int:
-    if type(value) is not int or value < low:
-        raise fail(where, f"must be an integer >= {low}", value)
     return value
 
 

@@ -48,10 +48,10 @@ from msgflux.formats.gemini.read import (
     TARGET,
     drop,
     fail,
+    kind_of,
     non_empty,
     obj,
     string,
-    type_of,
 )
 from msgflux.formats.gemini.schema import json_schema
 from msgflux.formats.policy import Translation
@@ -223,7 +223,7 @@ def _call(part: dict[str, Any], where: str, default_id: str) -> dict[str, Any]:
     if args is None:
         args = {}
     elif type(args) is not dict:
-        raise fail(f"{where}.functionCall.args", f"must be an object, got {type_of(args)}")
+        raise fail(f"{where}.functionCall.args", f"must be an object, got {kind_of(args)}")
     ident = fc.get("id")
     if ident is not None:
         string(ident, f"{where}.functionCall.id")
@@ -281,7 +281,7 @@ def _tool_turn(part: dict[str, Any], where: str, pending: list[tuple[str, str]])
     if response is None:
         response = {}
     elif type(response) is not dict:
-        raise fail(f"{at}.response", f"must be an object, got {type_of(response)}")
+        raise fail(f"{at}.response", f"must be an object, got {kind_of(response)}")
     result = response.get("result")
     plain = len(response) == 1 and type(result) is str  # how request_encode sends a text
     text = result if plain else orjson.dumps(response).decode()
@@ -320,7 +320,7 @@ def _file(blob: dict[str, Any], where: str) -> dict[str, Any]:
 # -- tools --------------------------------------------------------------------------------------
 def _tools(value: Any, ctx: Translation) -> list[dict[str, Any]]:
     if type(value) is not list:
-        raise fail("tools", f"must be an array of Tool objects, got {type_of(value)}")
+        raise fail("tools", f"must be an array of Tool objects, got {kind_of(value)}")
     out: list[dict[str, Any]] = []
     for i, tool in enumerate(value):
         where = f"tools.{i}"
@@ -331,7 +331,7 @@ def _tools(value: Any, ctx: Translation) -> list[dict[str, Any]]:
                 ctx.lose("builtin_tools", f"{where}.{key}", TARGET, f"run Gemini's {key} tool")
                 continue
             if type(spec) is not list:
-                raise fail(f"{where}.{key}", f"must be an array, got {type_of(spec)}")
+                raise fail(f"{where}.{key}", f"must be an array, got {kind_of(spec)}")
             out.extend(_declaration(d, f"{where}.{key}.{k}", ctx) for k, d in enumerate(spec))
     return out
 
@@ -352,7 +352,7 @@ def _declaration(value: Any, where: str, ctx: Translation) -> dict[str, Any]:
         function["parameters"] = json_schema(params, f"{where}.parameters")
     elif raw is not None:
         if type(raw) is not dict:
-            raise fail(f"{where}.parametersJsonSchema", f"must be an object, got {type_of(raw)}")
+            raise fail(f"{where}.parametersJsonSchema", f"must be an object, got {kind_of(raw)}")
         function["parameters"] = raw
     for key in declaration:
         if key not in ("name", "description", "parameters", "parametersJsonSchema"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from msgflux.formats.common import fail, integer, kind_of, one_of
 from msgflux.formats.policy import Translation
 
 __all__ = [
@@ -23,20 +24,6 @@ __all__ = [
 
 TARGET = "the deployment's API"
 """Who cannot take a dropped Responses field: any family but OpenAI's Responses API."""
-
-
-def kind_of(value: Any) -> str:
-    """``value``'s JSON type name, for an error message."""
-    if value is None:
-        return "null"
-    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
-        type(value), type(value).__name__
-    )
-
-
-def fail(where: str, what: str, value: Any = ...) -> ValueError:
-    got = "" if value is ... else f", got {value!r:.60}"
-    return ValueError(f"{where}: {what}{got}")
 
 
 def obj(value: Any, where: str) -> dict[str, Any]:
@@ -59,22 +46,10 @@ def boolean(value: Any, where: str) -> bool:
     return value
 
 
-def integer(value: Any, where: str, low: int) -> int:
-    if type(value) is not int or value < low:
-        raise fail(where, f"must be an integer >= {low}", value)
-    return value
-
-
 def number(value: Any, where: str, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high:
         raise fail(where, f"must be a number between 0 and {high:g}", value)
     return value
-
-
-def one_of(value: Any, where: str, accepted: tuple[str, ...]) -> str:
-    if value not in accepted:
-        raise fail(where, f"must be one of {', '.join(map(repr, accepted))}", value)
-    return str(value)
 
 
 def drop(ctx: Translation, feature: str, field: str) -> None:
